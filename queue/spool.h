@@ -1,0 +1,103 @@
+// The RocksDB spool: message bodies, envelopes and a time-ordered schedule
+// index per named queue. Knows nothing of SMTP.
+//
+// Every mutation goes through one writer thread, which merges all requests it
+// finds waiting into a single WriteBatch and writes it with at most one WAL
+// sync (group commit): concurrent sessions share fsyncs, and no two writers
+// ever race on the same envelope. `done` callbacks run on the writer thread;
+// callers on an event loop post them back to their loop.
+//
+// Reads (list/get/read_body/due) are synchronous RocksDB reads, safe from any
+// thread but not meant for an event-loop thread.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "queue/envelope.h"
+#include "queue/result.h"
+
+namespace tern::queue {
+
+struct SpoolOptions {
+  std::string directory;              // created if missing
+  int64_t finished_retention_us = 0;  // how long the log of finished messages is kept
+};
+
+struct SpoolStats {
+  uint64_t commits = 0;      // messages committed (acknowledged)
+  uint64_t batches = 0;      // WriteBatches written
+  uint64_t wal_syncs = 0;    // WAL syncs requested
+  uint64_t chunk_writes = 0; // unsynced body chunk writes
+};
+
+// One record of the finished-message log.
+struct FinishedRecord {
+  std::string id;
+  int64_t finished_us = 0;
+  std::string reason;  // "deleted", "delivered", ...
+  Envelope envelope;
+};
+
+class Spool {
+ public:
+  using Done = std::function<void(Status)>;
+
+  static Result<std::unique_ptr<Spool>> open(const SpoolOptions& options);
+  ~Spool();  // drains pending requests, stops the writer thread, closes the DB
+  Spool(const Spool&) = delete;
+  Spool& operator=(const Spool&) = delete;
+
+  // ---- asynchronous mutations (writer thread) ----
+  // Store body chunk `index` of message `id`, not synced. A crash before the
+  // commit leaves an orphan that recover() removes.
+  void append_chunk(std::string id, uint32_t index, std::string data, Done done);
+  // Store the last body chunk (index env.body_chunks - 1; may be empty when
+  // body_chunks chunks were all appended already — then pass std::nullopt), the
+  // envelope and its schedule entry (env.queue, env.next_attempt_us) in one
+  // batch with a synced WAL. When `done` sees ok, the message is durable.
+  void commit(Envelope env, std::optional<std::string> last_chunk, Done done);
+  // Drop the chunks of a transaction that will not be committed.
+  void discard(std::string id, uint32_t chunks, Done done);
+  // Move a message to another queue with a new due time (schedule entry moved
+  // in the same batch as the envelope). Synced.
+  void move(std::string id, QueueName to, int64_t due_us, Done done);
+  // Replace a message's envelope (same id; schedule entry follows env.queue
+  // and env.next_attempt_us). Synced.
+  void update(Envelope env, Done done);
+  // Remove a message (body, envelope, schedule entry) and add it to the
+  // finished log with `reason`. Synced.
+  void remove(std::string id, std::string reason, Done done);
+
+  // Blocking conveniences for non-loop threads (control socket, tests).
+  Status move_sync(const std::string& id, QueueName to, int64_t due_us);
+  Status remove_sync(const std::string& id, const std::string& reason);
+
+  // ---- reads ----
+  std::vector<Envelope> list() const;  // all queued messages, oldest first
+  std::optional<Envelope> get(const std::string& id) const;
+  Result<std::string> read_body(const std::string& id) const;
+  // Messages of queue `q` due at or before `now_us`, earliest first, from the
+  // schedule index (cost independent of the queue's length).
+  std::vector<Envelope> due(QueueName q, int64_t now_us, size_t limit) const;
+  std::vector<FinishedRecord> finished() const;
+
+  // At start, before any session: every `active` message goes back to
+  // `incoming`; orphan body chunks and schedule entries without an envelope
+  // are removed; expired finished-log records are purged. Returns how many
+  // messages were requeued.
+  Result<size_t> recover();
+
+  SpoolStats stats() const;
+  const std::string& directory() const;
+
+ private:
+  struct Impl;
+  explicit Spool(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tern::queue
