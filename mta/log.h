@@ -38,6 +38,9 @@ void shutdown();
 // Thread-safe, non-blocking (appends to an in-memory queue).
 void event(std::string_view code, std::initializer_list<Field> fields);
 
+// A JSON string literal (quotes included) with RFC 8259 escaping.
+std::string json_quote(std::string_view s);
+
 // Formatting, exposed for tests.
 std::string format_kv(std::string_view time, std::string_view code, std::initializer_list<Field> fields);
 std::string format_json(std::string_view time, std::string_view code, std::initializer_list<Field> fields);

@@ -55,21 +55,41 @@ class DataReader {
   unsigned received_headers() const { return received_; }
 
  private:
-  Mode mode_;
-  ContentLimits limits_;
-  bool done_ = false;
-  std::string out_;
-  uint64_t size_ = 0;
-  std::string message_id_;
-  unsigned received_ = 0;
-  // line state
-  enum class State { line_start, in_line, after_cr, dot_at_start, dot_after_cr } state_ = State::line_start;
-  uint64_t line_len_ = 0;
-  bool in_headers_ = true;
-  std::string header_line_;  // current header line, while in headers (bounded)
-  bool too_big_ = false, bare_lf_ = false, line_too_long_ = false;
-  void end_line();
+  // Where the reader is within a line. `dot` and `dot_cr` exist in DATA mode
+  // only: a "." at the start of a line, resp. "." CR, still undecided
+  // between dot-stuffing, a lone "." line and the terminator.
+  enum class State : uint8_t { line_start, in_line, after_cr, dot, dot_cr };
+  enum class MessageIdCapture : uint8_t { none, capturing, done };
+
+  bool refused() const { return too_big_ || received_ > limits_.max_received || bare_line_end_ || line_too_long_; }
+  void refuse_flag(bool& flag);
   void emit(std::string_view s);
+  void line_content(const char* s, size_t n);
+  void end_line(bool crlf);
+  void bare_line_end();
+  void end_header_line();
+  void end_header_field();
+
+  // Largest first, to keep the object compact.
+  ContentLimits limits_;
+  std::string out_;
+  std::string message_id_;
+  std::string header_line_;       // current header line, bounded (data_reader.cpp)
+  std::string message_id_field_;  // unfolded Message-ID value being captured, bounded
+  uint64_t size_ = 0;
+  uint64_t line_len_ = 0;  // content octets of the current line, after unstuffing
+  unsigned received_ = 0;
+  Mode mode_;
+  State state_ = State::line_start;
+  MessageIdCapture message_id_capture_ = MessageIdCapture::none;
+  bool done_ = false;
+  // The current line follows a real CRLF (or is the first line): only then
+  // can a "." line end DATA.
+  bool after_crlf_ = true;
+  bool in_headers_ = true;
+  bool header_line_truncated_ = false;
+  bool message_id_truncated_ = false;
+  bool too_big_ = false, bare_line_end_ = false, line_too_long_ = false;
 };
 
 }  // namespace tern::smtp

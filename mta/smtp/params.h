@@ -37,7 +37,8 @@ struct RcptArgument {
 //  - duplicate parameter, bad value (SIZE not a number, BODY other than
 //    7BIT/8BITMIME, RET other than FULL/HDRS, NOTIFY=NEVER with others,
 //    repeated NOTIFY values, empty list items, ORCPT without ';', bad xtext,
-//    ENVID/ORCPT over 100 characters): 501 5.5.4
+//    ENVID over 100 / ORCPT over 500 characters (RFC 3461 §4.2, §4.4),
+//    decoded values that are not printable ASCII): 501 5.5.4
 //  - non-ASCII address when SMTPUTF8 is not given (MAIL), resp. when
 //    `smtputf8_transaction` is false (RCPT): 553 5.6.7
 std::variant<MailArgument, Reply> parse_mail_argument(std::string_view arg);

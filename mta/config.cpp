@@ -1,0 +1,616 @@
+#include "mta/config.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <toml++/toml.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <initializer_list>
+#include <map>
+#include <optional>
+#include <set>
+
+#include "mta/relay_policy.h"
+
+namespace tern {
+namespace {
+
+constexpr std::string_view kDefaultConfig =
+    R"toml(# ternd configuration. Every key is optional; the values below are the
+# defaults. Durations are whole seconds or a string such as "250ms", "30s",
+# "5m", "2h", "7d". Sizes are bytes or a string such as "512K", "50M", "1G"
+# (1K = 1024). Unknown keys are errors. Reference: docs/configuration.md.
+
+[server]
+# Name used in the greeting, EHLO reply and Received: headers.
+# Default: the machine's host name (gethostname).
+# hostname = "mx.example.com"
+# io_uring event loops; 0 = one per CPU.
+workers = 0
+# On SIGTERM, how long open transactions get to finish before connections close.
+drain_timeout = "30s"
+
+[smtp]
+# "ip:port" or "[ipv6]:port".
+listen = ["127.0.0.1:2525"]
+# Larger messages get 552 5.3.4 (advertised in EHLO SIZE).
+max_message_size = "50M"
+# RCPT beyond this gets 452 4.5.3.
+max_recipients = 1000
+# Longest command line in octets including CRLF (RFC minimum 512); 500 5.5.2 beyond.
+max_command_line = 512
+# Longest text line of a message in octets including CRLF (RFC minimum 1000); 500 5.5.2 beyond.
+max_line_length = 1000
+# Failed commands per session before 421 4.7.0 and disconnect.
+max_errors = 20
+# Connections in total; 421 4.7.0 beyond.
+max_connections = 20000
+# Connections from one client address; 421 4.7.0 beyond.
+max_connections_per_ip = 100
+# A message with more Received: headers is a mail loop: 554 5.4.6.
+max_received_headers = 100
+# Accept bare LF or CR line endings in message data (otherwise 550 5.6.0).
+allow_bare_lf = false
+# Idle time allowed while waiting for a command (RFC 5321 4.5.3.2.7).
+command_timeout = "5m"
+# Idle time allowed between blocks of message data (RFC 5321 4.5.3.2.5).
+data_timeout = "3m"
+# Time a client gets to accept a reply before the connection is closed.
+write_timeout = "5m"
+
+[tls]
+# PEM certificate chain and private key; STARTTLS is offered only when both are set.
+certificate = ""
+private_key = ""
+# "TLSv1.2" or "TLSv1.3".
+min_version = "TLSv1.2"
+
+[relay]
+# Mail for these domains is delivered here, whoever sends it.
+local_domains = []
+# Mail for these domains is accepted from anyone and relayed onwards.
+relay_domains = []
+# Clients in these networks may send mail to any domain.
+trusted_networks = ["127.0.0.0/8", "::1/128"]
+
+[queue]
+# Spool directory (RocksDB), created if missing.
+directory = "./var/spool"
+# Below this much free disk space new transactions get 452 4.3.1.
+min_free_space = "100M"
+# How often free disk space is measured.
+space_check_interval = "5s"
+# How long the log of finished messages is kept.
+finished_retention = "7d"
+
+[log]
+# "kv" (key=value) or "json".
+format = "kv"
+# "stderr", "file" or "syslog" (facility mail).
+target = "stderr"
+# Path of the log file when target = "file".
+file = ""
+
+[control]
+# UNIX socket that ternctl talks to.
+socket = "./var/ternd.sock"
+)toml";
+
+// Ten years. Durations are converted to microseconds and added to clock
+// readings elsewhere; this keeps every such sum far from overflowing.
+constexpr int64_t kMaxDurationMs = 3650LL * 86'400'000;
+
+unsigned line_of(const toml::node& node) {
+  return static_cast<unsigned>(node.source().begin.line);
+}
+
+// Implicitly created tables ([a.b] creating a) carry no position of their
+// own; their key still has one.
+unsigned line_of(const toml::key& name, const toml::node& node) {
+  const unsigned line = line_of(node);
+  return line != 0 ? line : static_cast<unsigned>(name.source().begin.line);
+}
+
+// Built by appending: g++ 12 -O2 warns falsely (-Wrestrict) on "\"" + std::string.
+std::string quoted(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 2);
+  out += '"';
+  out += s;
+  out += '"';
+  return out;
+}
+
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
+
+char ascii_lower(char c) {
+  return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c;
+}
+
+// Non-empty decimal digits that fit in uint64_t.
+std::optional<uint64_t> parse_digits(std::string_view s) {
+  if (s.empty()) return std::nullopt;
+  uint64_t n = 0;
+  for (char c : s) {
+    if (!is_digit(c)) return std::nullopt;
+    const uint64_t digit = uint64_t(c - '0');
+    if (n > (UINT64_MAX - digit) / 10) return std::nullopt;
+    n = n * 10 + digit;
+  }
+  return n;
+}
+
+std::optional<uint64_t> checked_multiply(uint64_t a, uint64_t b, uint64_t limit) {
+  if (a != 0 && b > limit / a) return std::nullopt;
+  return a * b;
+}
+
+// "250ms", "30s", "5m", "2h", "7d" -> milliseconds.
+std::optional<int64_t> duration_ms_from_text(std::string_view text) {
+  size_t digits = 0;
+  while (digits < text.size() && is_digit(text[digits])) ++digits;
+  const auto number = parse_digits(text.substr(0, digits));
+  if (!number) return std::nullopt;
+  const std::string_view unit = text.substr(digits);
+  uint64_t ms_per_unit = 0;
+  if (unit == "ms")
+    ms_per_unit = 1;
+  else if (unit == "s")
+    ms_per_unit = 1000;
+  else if (unit == "m")
+    ms_per_unit = 60'000;
+  else if (unit == "h")
+    ms_per_unit = 3'600'000;
+  else if (unit == "d")
+    ms_per_unit = 86'400'000;
+  else
+    return std::nullopt;
+  const auto ms = checked_multiply(*number, ms_per_unit, INT64_MAX);
+  if (!ms) return std::nullopt;
+  return static_cast<int64_t>(*ms);
+}
+
+// "1048576", "512K", "50M", "50MB", "50MiB", "1G", "2T" -> bytes (1K = 1024).
+std::optional<uint64_t> size_from_text(std::string_view text) {
+  size_t digits = 0;
+  while (digits < text.size() && is_digit(text[digits])) ++digits;
+  const auto number = parse_digits(text.substr(0, digits));
+  if (!number) return std::nullopt;
+  std::string unit;
+  for (char c : text.substr(digits)) unit += ascii_lower(c);
+  if (unit.empty() || unit == "b") return number;
+  static constexpr std::string_view kPrefixes = "kmgt";
+  const size_t power = kPrefixes.find(unit[0]);
+  if (power == std::string_view::npos) return std::nullopt;
+  const std::string_view rest = std::string_view(unit).substr(1);
+  if (!rest.empty() && rest != "b" && rest != "ib") return std::nullopt;
+  uint64_t multiplier = 1;
+  for (size_t i = 0; i <= power; ++i) multiplier *= 1024;
+  return checked_multiply(*number, multiplier, UINT64_MAX);
+}
+
+// Why `entry` is not "ip:port" or "[ipv6]:port"; empty when it is.
+std::string listen_problem(std::string_view entry) {
+  std::string_view host;
+  std::string_view port;
+  int family = AF_INET;
+  if (!entry.empty() && entry.front() == '[') {
+    const auto close = entry.find("]:");
+    if (close == std::string_view::npos) return quoted(entry) + " is not ip:port or [ipv6]:port";
+    host = entry.substr(1, close - 1);
+    port = entry.substr(close + 2);
+    family = AF_INET6;
+  } else {
+    const auto colon = entry.rfind(':');
+    if (colon == std::string_view::npos) return quoted(entry) + " is not ip:port or [ipv6]:port";
+    host = entry.substr(0, colon);
+    port = entry.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos) {
+      return quoted(entry) + ": an IPv6 address must be in brackets, e.g. \"[::1]:25\"";
+    }
+  }
+  char buffer[INET6_ADDRSTRLEN] = {};
+  unsigned char address[16];
+  if (host.size() >= sizeof buffer) return quoted(entry) + ": " + quoted(host) + " is not an IP address";
+  std::memcpy(buffer, host.data(), host.size());
+  if (inet_pton(family, buffer, address) != 1) return quoted(entry) + ": " + quoted(host) + " is not an IP address";
+  const auto number = port.size() <= 5 ? parse_digits(port) : std::nullopt;
+  if (!number || *number < 1 || *number > 65535) return quoted(entry) + ": port must be 1-65535";
+  return {};
+}
+
+// Domains in the relay lists are compared with recipient domains as they
+// are written in RCPT TO, so anything that can never appear there is a typo.
+bool plausible_domain(std::string_view domain) {
+  if (domain.empty() || domain.front() == '.' || domain.back() == '.') return false;
+  if (domain.find("..") != std::string_view::npos) return false;
+  for (unsigned char c : domain) {
+    if (c <= ' ' || c == 0x7f || c == '@' || c == '[' || c == ']') return false;
+  }
+  return true;
+}
+
+// RFC 1123 host name: it goes verbatim into the greeting and Received: headers.
+bool valid_hostname(std::string_view name) {
+  if (name.empty() || name.size() > 253) return false;
+  size_t label = 0;
+  for (char c : name) {
+    if (c == '.') {
+      if (label == 0) return false;
+      label = 0;
+      continue;
+    }
+    const bool allowed = is_digit(c) || c == '-' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    if (!allowed || ++label > 63) return false;
+  }
+  return label != 0;
+}
+
+std::string system_hostname() {
+  char name[HOST_NAME_MAX + 1] = {};
+  if (gethostname(name, sizeof name - 1) != 0 || name[0] == '\0') return "localhost";
+  return name;
+}
+
+class ConfigReader {
+ public:
+  ConfigReader(Config& config, std::vector<ConfigError>& errors) : config_(config), errors_(errors) {}
+
+  void read(const toml::table& root) {
+    for (auto&& [name, node] : root) {
+      const std::string key(name.str());
+      const toml::table* table = node.as_table();
+      if (key == "server" || key == "smtp" || key == "tls" || key == "relay" || key == "queue" || key == "log" ||
+          key == "control") {
+        if (!table) {
+          fail(line_of(name, node), key, "must be a table ([" + key + "])");
+          continue;
+        }
+        read_section(key, *table);
+      } else {
+        fail(line_of(name, node), key,
+             table ? "unknown table" : "unknown key (settings belong in a table such as [server])");
+      }
+    }
+    check_combinations();
+    if (!lines_.contains("server.hostname")) config_.server.hostname = system_hostname();
+  }
+
+ private:
+  void fail(unsigned line, std::string key, std::string message) {
+    errors_.push_back(ConfigError{line, std::move(key), std::move(message)});
+  }
+
+  void read_section(const std::string& section, const toml::table& table) {
+    for (auto&& [name, node] : table) {
+      const std::string key = section + "." + std::string(name.str());
+      lines_[key] = line_of(name, node);
+      if (!read_key(key, node)) fail(lines_[key], key, "unknown key");
+    }
+  }
+
+  // False when `key` is not a configuration key.
+  bool read_key(const std::string& key, const toml::node& node) {
+    auto& server = config_.server;
+    auto& smtp = config_.smtp;
+    auto& tls = config_.tls;
+    auto& relay = config_.relay;
+    auto& queue = config_.queue;
+    auto& log = config_.log;
+
+    // One line per key reads as a table.
+    // clang-format off
+    if (key == "server.hostname") read_hostname(key, node);
+    else if (key == "server.workers") read_count(key, node, 0, server.workers);
+    else if (key == "server.drain_timeout") read_duration(key, node, true, server.drain_timeout_ms);
+
+    else if (key == "smtp.listen") read_listen(key, node);
+    else if (key == "smtp.max_message_size") read_size(key, node, false, smtp.max_message_size);
+    else if (key == "smtp.max_recipients") read_count(key, node, 1, smtp.max_recipients);
+    // RFC 5321 §4.5.3.1.4 and §4.5.3.1.6 minimums: smaller limits refuse
+    // conforming clients.
+    else if (key == "smtp.max_command_line") read_count(key, node, 512, smtp.max_command_line);
+    else if (key == "smtp.max_line_length") read_count(key, node, 1000, smtp.max_line_length);
+    else if (key == "smtp.max_errors") read_count(key, node, 1, smtp.max_errors);
+    else if (key == "smtp.max_connections") read_count(key, node, 1, smtp.max_connections);
+    else if (key == "smtp.max_connections_per_ip") read_count(key, node, 1, smtp.max_connections_per_ip);
+    else if (key == "smtp.max_received_headers") read_count(key, node, 1, smtp.max_received_headers);
+    else if (key == "smtp.allow_bare_lf") read_bool(key, node, smtp.allow_bare_lf);
+    else if (key == "smtp.command_timeout") read_duration(key, node, false, smtp.command_timeout_ms);
+    else if (key == "smtp.data_timeout") read_duration(key, node, false, smtp.data_timeout_ms);
+    else if (key == "smtp.write_timeout") read_duration(key, node, false, smtp.write_timeout_ms);
+
+    else if (key == "tls.certificate") read_string(key, node, tls.certificate);
+    else if (key == "tls.private_key") read_string(key, node, tls.private_key);
+    else if (key == "tls.min_version") read_choice(key, node, {"TLSv1.2", "TLSv1.3"}, tls.min_version);
+
+    else if (key == "relay.local_domains") read_domains(key, node, relay.local_domains);
+    else if (key == "relay.relay_domains") read_domains(key, node, relay.relay_domains);
+    else if (key == "relay.trusted_networks") read_networks(key, node);
+
+    else if (key == "queue.directory") read_path(key, node, queue.directory);
+    else if (key == "queue.min_free_space") read_size(key, node, true, queue.min_free_space);
+    else if (key == "queue.space_check_interval") read_duration(key, node, false, queue.space_check_interval_ms);
+    else if (key == "queue.finished_retention") read_duration(key, node, true, queue.finished_retention_ms);
+
+    else if (key == "log.format") read_choice(key, node, {"kv", "json"}, log.format);
+    else if (key == "log.target") read_choice(key, node, {"stderr", "file", "syslog"}, log.target);
+    else if (key == "log.file") read_string(key, node, log.file);
+
+    else if (key == "control.socket") read_path(key, node, config_.control.socket);
+    else return false;
+    // clang-format on
+    return true;
+  }
+
+  void read_count(const std::string& key, const toml::node& node, unsigned minimum, unsigned& out) {
+    const auto* integer = node.as_integer();
+    if (!integer || integer->get() < int64_t(minimum)) {
+      fail(line_of(node), key,
+           minimum == 0   ? "must be a non-negative integer"
+           : minimum == 1 ? "must be a positive integer"
+                          : "must be an integer of at least " + std::to_string(minimum));
+      return;
+    }
+    if (integer->get() > int64_t(UINT_MAX)) {
+      fail(line_of(node), key, "must be at most " + std::to_string(UINT_MAX));
+      return;
+    }
+    out = static_cast<unsigned>(integer->get());
+  }
+
+  void read_duration(const std::string& key, const toml::node& node, bool allow_zero, int64_t& out_ms) {
+    std::optional<int64_t> ms;
+    if (const auto* seconds = node.as_integer(); seconds && seconds->get() >= 0) {
+      const auto product = checked_multiply(uint64_t(seconds->get()), 1000, INT64_MAX);
+      if (product) ms = static_cast<int64_t>(*product);
+    } else if (const auto* text = node.as_string()) {
+      ms = duration_ms_from_text(text->get());
+    }
+    if (!ms || (*ms == 0 && !allow_zero)) {
+      fail(line_of(node), key,
+           std::string("must be a ") + (allow_zero ? "" : "positive ") +
+               "duration: whole seconds or a string like \"250ms\", \"30s\", \"5m\", \"2h\", \"7d\"");
+      return;
+    }
+    if (*ms > kMaxDurationMs) {
+      fail(line_of(node), key, "must be at most \"3650d\"");
+      return;
+    }
+    out_ms = *ms;
+  }
+
+  void read_size(const std::string& key, const toml::node& node, bool allow_zero, uint64_t& out) {
+    std::optional<uint64_t> bytes;
+    if (const auto* integer = node.as_integer(); integer && integer->get() >= 0) {
+      bytes = uint64_t(integer->get());
+    } else if (const auto* text = node.as_string()) {
+      bytes = size_from_text(text->get());
+    }
+    if (!bytes || (*bytes == 0 && !allow_zero)) {
+      fail(line_of(node), key,
+           std::string("must be a ") + (allow_zero ? "" : "positive ") +
+               "size: bytes or a string like \"512K\", \"50M\", \"50MiB\", \"1G\"");
+      return;
+    }
+    out = *bytes;
+  }
+
+  void read_bool(const std::string& key, const toml::node& node, bool& out) {
+    const auto* boolean = node.as_boolean();
+    if (!boolean) {
+      fail(line_of(node), key, "must be true or false");
+      return;
+    }
+    out = boolean->get();
+  }
+
+  bool read_string(const std::string& key, const toml::node& node, std::string& out) {
+    const auto* text = node.as_string();
+    if (!text) {
+      fail(line_of(node), key, "must be a string");
+      return false;
+    }
+    out = text->get();
+    return true;
+  }
+
+  void read_path(const std::string& key, const toml::node& node, std::string& out) {
+    std::string path;
+    if (!read_string(key, node, path)) return;
+    if (path.empty()) {
+      fail(line_of(node), key, "must not be empty");
+      return;
+    }
+    out = std::move(path);
+  }
+
+  void read_choice(const std::string& key, const toml::node& node, std::initializer_list<std::string_view> choices,
+                   std::string& out) {
+    std::string value;
+    if (!read_string(key, node, value)) return;
+    for (auto choice : choices) {
+      if (value == choice) {
+        out = std::move(value);
+        return;
+      }
+    }
+    std::string allowed;
+    for (auto choice : choices) allowed += (allowed.empty() ? "" : " or ") + quoted(choice);
+    fail(line_of(node), key, "must be " + allowed);
+  }
+
+  void read_hostname(const std::string& key, const toml::node& node) {
+    std::string name;
+    if (!read_string(key, node, name)) return;
+    if (!valid_hostname(name)) {
+      fail(line_of(node), key, "must be a host name (letters, digits, '-' and '.')");
+      return;
+    }
+    config_.server.hostname = std::move(name);
+  }
+
+  // Calls `check` on every element of a string array; it returns why an
+  // element is wrong (empty when it is fine). Returns the elements, or
+  // nothing when any is wrong.
+  template <typename Check>
+  std::optional<std::vector<std::string>> read_strings(const std::string& key, const toml::node& node, Check check) {
+    const auto* array = node.as_array();
+    if (!array) {
+      fail(line_of(node), key, "must be an array of strings");
+      return std::nullopt;
+    }
+    std::vector<std::string> values;
+    bool all_valid = true;
+    for (const toml::node& element : *array) {
+      const auto* text = element.as_string();
+      const unsigned line = line_of(element) != 0 ? line_of(element) : line_of(node);
+      if (!text) {
+        fail(line, key, "must be an array of strings");
+        all_valid = false;
+        continue;
+      }
+      std::string value = text->get();
+      if (std::string problem = check(value); !problem.empty()) {
+        fail(line, key, std::move(problem));
+        all_valid = false;
+        continue;
+      }
+      values.push_back(std::move(value));
+    }
+    if (!all_valid) return std::nullopt;
+    return values;
+  }
+
+  void read_listen(const std::string& key, const toml::node& node) {
+    std::set<std::string> seen;
+    auto values = read_strings(key, node, [&](const std::string& entry) -> std::string {
+      if (std::string problem = listen_problem(entry); !problem.empty()) return problem;
+      if (!seen.insert(entry).second) return quoted(entry) + " is listed twice";
+      return {};
+    });
+    if (!values) return;
+    if (values->empty()) {
+      fail(line_of(node), key, "must list at least one address");
+      return;
+    }
+    config_.smtp.listen = std::move(*values);
+  }
+
+  void read_domains(const std::string& key, const toml::node& node, std::vector<std::string>& out) {
+    auto values = read_strings(key, node, [](std::string& domain) -> std::string {
+      if (domain.empty()) return "a domain must not be empty";
+      if (!plausible_domain(domain)) return quoted(domain) + " is not a domain name";
+      for (char& c : domain) c = ascii_lower(c);
+      return {};
+    });
+    if (values) out = std::move(*values);
+  }
+
+  void read_networks(const std::string& key, const toml::node& node) {
+    auto values = read_strings(key, node, [](const std::string& text) -> std::string {
+      auto network = Network::parse(text);
+      return network ? std::string() : network.error();
+    });
+    if (values) config_.relay.trusted_networks = std::move(*values);
+  }
+
+  unsigned line_for(const std::string& key, const std::string& related_key) const {
+    if (auto it = lines_.find(key); it != lines_.end()) return it->second;
+    if (auto it = lines_.find(related_key); it != lines_.end()) return it->second;
+    return 0;
+  }
+
+  void check_combinations() {
+    const auto& tls = config_.tls;
+    if (!tls.certificate.empty() && tls.private_key.empty()) {
+      fail(line_for("tls.private_key", "tls.certificate"), "tls.private_key",
+           "must be set when tls.certificate is set");
+    }
+    if (tls.certificate.empty() && !tls.private_key.empty()) {
+      fail(line_for("tls.certificate", "tls.private_key"), "tls.certificate",
+           "must be set when tls.private_key is set");
+    }
+    if (config_.log.target == "file" && config_.log.file.empty()) {
+      fail(line_for("log.file", "log.target"), "log.file", "must be set when log.target is \"file\"");
+    }
+  }
+
+  Config& config_;
+  std::vector<ConfigError>& errors_;
+  std::map<std::string, unsigned> lines_;  // every key present in the file
+};
+
+// Closes a file descriptor when it goes out of scope.
+class FileDescriptor {
+ public:
+  explicit FileDescriptor(int fd) : fd_(fd) {}
+  FileDescriptor(const FileDescriptor&) = delete;
+  FileDescriptor& operator=(const FileDescriptor&) = delete;
+  ~FileDescriptor() {
+    if (fd_ >= 0) close(fd_);
+  }
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+}  // namespace
+
+ConfigParse parse_config(std::string_view toml_text, std::string_view source_name) {
+  ConfigParse parse;
+  toml::parse_result document = toml::parse(toml_text, source_name);
+  if (!document) {
+    const auto& error = document.error();
+    parse.errors.push_back(
+        ConfigError{static_cast<unsigned>(error.source().begin.line), "", std::string(error.description())});
+    return parse;
+  }
+  ConfigReader(parse.config, parse.errors).read(document.table());
+  // toml++ tables iterate in key order; the reader wants them in file order.
+  std::stable_sort(parse.errors.begin(), parse.errors.end(),
+                   [](const ConfigError& a, const ConfigError& b) { return a.line < b.line; });
+  return parse;
+}
+
+ConfigParse load_config_file(const std::string& path) {
+  FileDescriptor file(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  std::string text;
+  int read_errno = file.get() < 0 ? errno : 0;
+  while (read_errno == 0) {
+    char buffer[16384];
+    const ssize_t n = read(file.get(), buffer, sizeof buffer);
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno != EINTR) read_errno = errno;
+      continue;
+    }
+    text.append(buffer, size_t(n));
+  }
+  if (read_errno != 0) {
+    ConfigParse parse;
+    parse.errors.push_back(ConfigError{0, "", "cannot read " + path + ": " + std::strerror(read_errno)});
+    return parse;
+  }
+  return parse_config(text, path);
+}
+
+std::string_view default_config_toml() {
+  return kDefaultConfig;
+}
+
+std::string format_config_error(const ConfigError& e) {
+  std::string out;
+  if (e.line != 0) out += "line " + std::to_string(e.line) + ": ";
+  if (!e.key.empty()) out += e.key + ": ";
+  return out + e.message;
+}
+
+}  // namespace tern

@@ -1,0 +1,43 @@
+// ternctl's side door: a UNIX socket served by its own thread (the spool
+// reads it does are blocking RocksDB calls, which must stay off the loops).
+// Protocol: the client sends one line of words; the server answers with
+// "ok" or "error <message>" on the first line, the output after it, and closes.
+#pragma once
+#include <atomic>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "mta/io/net.h"
+#include "queue/result.h"
+#include "queue/spool.h"
+
+namespace tern {
+
+class ControlServer {
+ public:
+  // Extra counters for `ternctl stats` (e.g. open connections).
+  using StatsSource = std::function<std::vector<std::pair<std::string, uint64_t>>()>;
+  ControlServer(queue::Spool& spool, StatsSource stats);
+  ~ControlServer();
+  Status start(const std::string& socket_path);
+
+  // Runs one request (exposed for tests): returns the full response.
+  std::string handle(const std::string& request_line);
+
+ private:
+  void serve();
+  std::string queue_listing(bool json);
+  std::string show(const std::string& id, bool body);
+  std::string move_all(const std::vector<std::string>& ids, const std::string& verb);
+
+  queue::Spool& spool_;
+  StatsSource stats_;
+  std::string path_;
+  io::UniqueFd listen_fd_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+}  // namespace tern

@@ -1,0 +1,197 @@
+#include "mta/daemon.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "mta/config.h"
+#include "mta/control_server.h"
+#include "mta/log.h"
+#include "mta/server_context.h"
+#include "mta/storage_guard.h"
+#include "mta/worker.h"
+#include "queue/spool.h"
+
+namespace tern {
+
+namespace {
+
+ConfigParse load(const std::string& path) {
+  return path.empty() ? parse_config(default_config_toml(), "(embedded default)") : load_config_file(path);
+}
+
+std::string machine_hostname() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
+  return buf;
+}
+
+Result<std::shared_ptr<const Settings>> build_settings(const Config& config) {
+  auto relay = RelayPolicy::build(config.relay);
+  if (!relay) return Error{"relay: " + relay.error()};
+  auto s = std::make_shared<Settings>(Settings{config, std::move(relay.value()), nullptr,
+                                               config.server.hostname.empty() ? machine_hostname()
+                                                                              : config.server.hostname});
+  if (!config.tls.certificate.empty()) {
+    auto tls = io::TlsContext::create_server(config.tls.certificate, config.tls.private_key, config.tls.min_version);
+    if (!tls) return Error{"tls: " + tls.error()};
+    s->tls = std::move(tls.value());
+  }
+  return std::shared_ptr<const Settings>(std::move(s));
+}
+
+void make_parent_dir(const std::string& path) {
+  std::error_code ec;
+  auto parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+}
+
+// Settings a running daemon cannot change: they need a restart.
+void warn_fixed_settings(const Config& old_cfg, const Config& new_cfg) {
+  auto warn = [](const char* key) { log::event("reload_needs_restart", {{"key", key}}); };
+  if (old_cfg.smtp.listen != new_cfg.smtp.listen) warn("smtp.listen");
+  if (old_cfg.server.workers != new_cfg.server.workers) warn("server.workers");
+  if (old_cfg.queue.directory != new_cfg.queue.directory) warn("queue.directory");
+  if (old_cfg.control.socket != new_cfg.control.socket) warn("control.socket");
+  if (old_cfg.log.target != new_cfg.log.target || old_cfg.log.file != new_cfg.log.file ||
+      old_cfg.log.format != new_cfg.log.format)
+    warn("log");
+}
+
+}  // namespace
+
+int run_daemon(const std::string& config_path) {
+  auto parsed = load(config_path);
+  if (!parsed.ok()) {
+    for (const auto& e : parsed.errors)
+      fprintf(stderr, "ternd: %s: %s\n", config_path.empty() ? "(embedded default)" : config_path.c_str(),
+              format_config_error(e).c_str());
+    return 1;
+  }
+  Config config = parsed.config;
+  if (auto st = log::init({config.log.format, config.log.target, config.log.file}); !st) {
+    fprintf(stderr, "ternd: log: %s\n", st.error().c_str());
+    return 1;
+  }
+  auto fatal = [](const std::string& what) {
+    log::event("fatal", {{"error", what}});
+    log::shutdown();
+    return 1;
+  };
+  auto settings = build_settings(config);
+  if (!settings) return fatal(settings.error());
+
+  std::vector<io::Endpoint> endpoints;
+  for (const auto& l : config.smtp.listen) {
+    auto ep = io::parse_endpoint(l);
+    if (!ep) return fatal(ep.error());
+    endpoints.push_back(ep.value());
+  }
+
+  // Signals are taken synchronously by this thread; every other thread
+  // inherits the blocked mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&signals, sig);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  std::error_code ec;
+  std::filesystem::create_directories(config.queue.directory, ec);
+  if (ec) return fatal("cannot create spool directory " + config.queue.directory + ": " + ec.message());
+  make_parent_dir(config.control.socket);
+
+  auto spool = queue::Spool::open({config.queue.directory, config.queue.finished_retention_ms * 1000});
+  if (!spool) return fatal("spool: " + spool.error());
+  auto requeued = spool.value()->recover();
+  if (!requeued) return fatal("spool recovery: " + requeued.error());
+  log::event("recovered", {{"requeued", requeued.value()}, {"directory", config.queue.directory}});
+
+  StorageGuard storage(config.queue.directory, config.queue.min_free_space, config.queue.space_check_interval_ms);
+  ServerContext ctx{*spool.value(), storage};
+
+  unsigned n_workers = config.server.workers ? config.server.workers : std::max(1u, std::thread::hardware_concurrency());
+  std::vector<std::unique_ptr<Worker>> workers;
+  for (unsigned i = 0; i < n_workers; ++i) {
+    workers.push_back(std::make_unique<Worker>(ctx, i, settings.value()));
+    if (auto st = workers.back()->start(endpoints); !st) {
+      for (auto& w : workers) w->abandon();
+      for (auto& w : workers) w->join();
+      return fatal(st.error());
+    }
+  }
+  for (const auto& ep : endpoints) log::event("listening", {{"address", ep.text}});
+
+  ControlServer control(*spool.value(), [&ctx] {
+    return std::vector<std::pair<std::string, uint64_t>>{{"connections", ctx.limiter.total()}};
+  });
+  if (auto st = control.start(config.control.socket); !st) {
+    for (auto& w : workers) w->abandon();
+    for (auto& w : workers) w->join();
+    return fatal(st.error());
+  }
+  log::event("started", {{"workers", n_workers}, {"pid", getpid()}});
+
+  auto current = settings.value();
+  for (;;) {
+    siginfo_t info{};
+    int sig = sigwaitinfo(&signals, &info);
+    if (sig == SIGHUP) {
+      if (config_path.empty()) {
+        log::event("reload", {{"status", "ok"}, {"note", "embedded configuration, nothing to reload"}});
+        continue;
+      }
+      auto fresh = load_config_file(config_path);
+      if (!fresh.ok()) {
+        for (const auto& e : fresh.errors)
+          log::event("reload", {{"status", "error"}, {"error", format_config_error(e)}});
+        continue;
+      }
+      auto next = build_settings(fresh.config);
+      if (!next) {
+        log::event("reload", {{"status", "error"}, {"error", next.error()}});
+        continue;
+      }
+      warn_fixed_settings(current->config, fresh.config);
+      storage.configure(fresh.config.queue.min_free_space, fresh.config.queue.space_check_interval_ms);
+      current = next.value();
+      for (auto& w : workers) w->apply(current);
+      log::event("reload", {{"status", "ok"}, {"config", config_path}});
+    } else if (sig == SIGTERM || sig == SIGINT) {
+      break;
+    }
+  }
+
+  log::event("stopping", {{"drain_timeout_ms", current->config.server.drain_timeout_ms}});
+  ctx.stopping = true;
+  for (auto& w : workers) w->request_stop();
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(current->config.server.drain_timeout_ms);
+  auto all_done = [&] {
+    for (auto& w : workers)
+      if (!w->finished()) return false;
+    return true;
+  };
+  while (!all_done() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  bool drained = all_done();
+  if (!drained) {
+    log::event("drain_timeout", {{"connections", ctx.limiter.total()}});
+    for (auto& w : workers) w->abandon();
+  }
+  for (auto& w : workers) w->join();
+  // The spool goes first: its writer may still complete requests of
+  // abandoned sessions, which post to the loops the workers still own.
+  spool.value().reset();
+  workers.clear();
+  log::event("stopped", {{"drained", drained ? "yes" : "no"}});
+  log::shutdown();
+  return 0;
+}
+
+}  // namespace tern

@@ -1,0 +1,114 @@
+#include "mta/io/tls.h"
+
+#include <openssl/err.h>
+
+namespace tern::io {
+
+namespace {
+
+std::string openssl_error(std::string_view what) {
+  std::string msg(what);
+  unsigned long e;
+  while ((e = ERR_get_error()) != 0) {
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof buf);
+    msg += ": ";
+    msg += buf;
+  }
+  return msg;
+}
+
+}  // namespace
+
+Result<std::shared_ptr<TlsContext>> TlsContext::create_server(const std::string& certificate,
+                                                              const std::string& private_key,
+                                                              const std::string& min_version) {
+  auto ctx = std::make_shared<TlsContext>();
+  ctx->ctx_.reset(SSL_CTX_new(TLS_server_method()));
+  if (!ctx->ctx_) return Error{openssl_error("SSL_CTX_new")};
+  SSL_CTX* c = ctx->ctx_.get();
+  SSL_CTX_set_min_proto_version(c, min_version == "TLSv1.3" ? TLS1_3_VERSION : TLS1_2_VERSION);
+  // No renegotiation (a DoS vector) and no compression (CRIME).
+  SSL_CTX_set_options(c, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  if (SSL_CTX_use_certificate_chain_file(c, certificate.c_str()) != 1)
+    return Error{openssl_error("certificate " + certificate)};
+  if (SSL_CTX_use_PrivateKey_file(c, private_key.c_str(), SSL_FILETYPE_PEM) != 1)
+    return Error{openssl_error("private key " + private_key)};
+  if (SSL_CTX_check_private_key(c) != 1) return Error{openssl_error("certificate and private key do not match")};
+  return ctx;
+}
+
+TlsSession::TlsSession(std::shared_ptr<const TlsContext> ctx) : ctx_(std::move(ctx)) {
+  ssl_.reset(SSL_new(ctx_->get()));
+  in_ = BIO_new(BIO_s_mem());
+  out_ = BIO_new(BIO_s_mem());
+  // An empty memory BIO reports "retry" rather than EOF, which is what a
+  // non-blocking transport means.
+  BIO_set_mem_eof_return(in_, -1);
+  BIO_set_mem_eof_return(out_, -1);
+  SSL_set_bio(ssl_.get(), in_, out_);
+  SSL_set_accept_state(ssl_.get());
+}
+
+void TlsSession::feed(std::string_view ciphertext) {
+  BIO_write(in_, ciphertext.data(), static_cast<int>(ciphertext.size()));
+}
+
+bool TlsSession::has_output() const { return BIO_ctrl_pending(out_) > 0; }
+
+void TlsSession::drain(std::string* out) {
+  size_t pending = BIO_ctrl_pending(out_);
+  if (pending == 0) return;
+  size_t old = out->size();
+  out->resize(old + pending);
+  int n = BIO_read(out_, out->data() + old, static_cast<int>(pending));
+  out->resize(old + (n > 0 ? static_cast<size_t>(n) : 0));
+}
+
+TlsSession::Step TlsSession::handshake() {
+  int rc = SSL_do_handshake(ssl_.get());
+  if (rc == 1) return Step::done;
+  int err = SSL_get_error(ssl_.get(), rc);
+  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return Step::want_input;
+  error_ = openssl_error("TLS handshake");
+  return Step::failed;
+}
+
+TlsSession::Step TlsSession::read(std::string* out) {
+  char buf[16384];
+  bool got = false;
+  for (;;) {
+    int n = SSL_read(ssl_.get(), buf, sizeof buf);
+    if (n > 0) {
+      out->append(buf, static_cast<size_t>(n));
+      got = true;
+      continue;
+    }
+    int err = SSL_get_error(ssl_.get(), n);
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return got ? Step::done : Step::want_input;
+    if (got) return Step::done;  // report the data now, the close on the next read
+    error_ = err == SSL_ERROR_ZERO_RETURN ? "peer closed TLS" : openssl_error("TLS read");
+    return Step::failed;
+  }
+}
+
+bool TlsSession::write(std::string_view plain) {
+  while (!plain.empty()) {
+    int n = SSL_write(ssl_.get(), plain.data(), static_cast<int>(plain.size()));
+    if (n <= 0) {
+      error_ = openssl_error("TLS write");
+      return false;
+    }
+    plain.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+std::string TlsSession::version() const { return SSL_get_version(ssl_.get()); }
+
+std::string TlsSession::cipher() const {
+  const char* name = SSL_get_cipher_name(ssl_.get());
+  return name ? name : "";
+}
+
+}  // namespace tern::io

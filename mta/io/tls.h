@@ -1,0 +1,66 @@
+// TLS over memory BIOs: OpenSSL never touches the socket, so every byte
+// still moves through the io_uring loop with its deadlines.
+#pragma once
+#include <openssl/ssl.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "queue/result.h"
+
+namespace tern::io {
+
+// A server SSL_CTX with the certificate chain and key loaded. Immutable once
+// built; SIGHUP builds a new one and new sessions pick it up.
+class TlsContext {
+ public:
+  static Result<std::shared_ptr<TlsContext>> create_server(const std::string& certificate,
+                                                           const std::string& private_key,
+                                                           const std::string& min_version);
+  SSL_CTX* get() const { return ctx_.get(); }
+
+ private:
+  struct CtxFree {
+    void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
+  };
+  std::unique_ptr<SSL_CTX, CtxFree> ctx_;
+};
+
+// One connection's TLS state.
+class TlsSession {
+ public:
+  explicit TlsSession(std::shared_ptr<const TlsContext> ctx);
+  TlsSession(const TlsSession&) = delete;
+  TlsSession& operator=(const TlsSession&) = delete;
+
+  // Ciphertext from the network.
+  void feed(std::string_view ciphertext);
+  // Ciphertext to send, appended to *out.
+  void drain(std::string* out);
+  bool has_output() const;
+
+  enum class Step { done, want_input, failed };
+  Step handshake();
+  // Appends decrypted bytes to *out. want_input: no record complete yet.
+  // failed: a TLS error or the peer's close_notify.
+  Step read(std::string* out);
+  // Encrypts all of `plain` into the output BIO (memory BIOs never block).
+  bool write(std::string_view plain);
+
+  std::string version() const;  // "TLSv1.3"
+  std::string cipher() const;   // "TLS_AES_256_GCM_SHA384"
+  std::string last_error() const { return error_; }
+
+ private:
+  struct SslFree {
+    void operator()(SSL* s) const { SSL_free(s); }
+  };
+  std::shared_ptr<const TlsContext> ctx_;
+  std::unique_ptr<SSL, SslFree> ssl_;
+  BIO* in_ = nullptr;   // owned by ssl_
+  BIO* out_ = nullptr;  // owned by ssl_
+  std::string error_;
+};
+
+}  // namespace tern::io

@@ -1,0 +1,511 @@
+#include "mta/smtp/session.h"
+
+#include <chrono>
+
+#include "mta/log.h"
+#include "mta/smtp/received.h"
+#include "mta/spool_await.h"
+#include "mta/worker.h"
+#include "queue/queue_id.h"
+
+namespace tern::smtp {
+
+namespace {
+
+// Bodies go to the spool in chunks of this size, so a 50 MB message never
+// sits whole in memory (see docs/ARCHITECTURE.md, "Large messages").
+constexpr size_t kChunkSize = 256 * 1024;
+
+int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string_view verb_name(Verb v) {
+  switch (v) {
+    case Verb::ehlo: return "EHLO";
+    case Verb::helo: return "HELO";
+    case Verb::mail: return "MAIL";
+    case Verb::rcpt: return "RCPT";
+    case Verb::data: return "DATA";
+    case Verb::bdat: return "BDAT";
+    case Verb::rset: return "RSET";
+    case Verb::noop: return "NOOP";
+    case Verb::quit: return "QUIT";
+    case Verb::help: return "HELP";
+    case Verb::vrfy: return "VRFY";
+    case Verb::expn: return "EXPN";
+    case Verb::starttls: return "STARTTLS";
+    case Verb::auth: return "AUTH";
+    case Verb::etrn: return "ETRN";
+    case Verb::saml: return "SAML";
+    case Verb::send: return "SEND";
+    case Verb::soml: return "SOML";
+    case Verb::turn: return "TURN";
+    case Verb::unknown: break;
+  }
+  return "unknown";
+}
+
+}  // namespace
+
+io::Task<void> run_session(Worker& worker, io::UniqueFd fd) {
+  Session session(worker, std::move(fd));
+  co_await session.run();
+}
+
+Session::Session(Worker& worker, io::UniqueFd fd)
+    : worker_(worker), settings_(worker.settings()), conn_(worker.loop(), std::move(fd)) {
+  client_ip_ = io::peer_ip(conn_.fd());
+  worker_.attach(this);
+}
+
+Session::~Session() { worker_.detach(this); }
+
+const Config::Smtp& Session::limits() const { return settings_->config.smtp; }
+
+void Session::request_stop() {
+  stop_requested_ = true;
+  if (idle_) conn_.shutdown_read();
+}
+
+void Session::reply(int code, std::string_view enhanced, std::string_view text) {
+  std::string line = std::to_string(code);
+  line += ' ';
+  if (!enhanced.empty()) {
+    line += enhanced;
+    line += ' ';
+  }
+  line += text;
+  line += "\r\n";
+  conn_.write(line);
+}
+
+bool Session::count_error() { return ++errors_ >= limits().max_errors; }
+
+Session::Next Session::fail(int code, std::string_view enhanced, std::string_view text) {
+  reply(code, enhanced, text);
+  if (!count_error()) return Next::go_on;
+  reply(421, "4.7.0", "Too many errors, closing connection");
+  log::event("too_many_errors", {{"client", client_ip_}, {"errors", errors_}});
+  return Next::close;
+}
+
+void Session::reset_transaction() {
+  has_mail_ = false;
+  mail_ = MailArgument{};
+  recipients_.clear();
+  queue_id_.clear();
+  reader_.reset();
+  chunks_written_ = 0;
+  pending_chunk_.clear();
+  bdat_active_ = false;
+  bdat_failure_.reset();
+}
+
+io::Task<void> Session::run() {
+  // limits() is looked up afresh each time: settings_ changes on reload.
+  ConnectionLimiter::Refusal why;
+  slot_ = worker_.context().limiter.acquire(client_ip_, limits().max_connections, limits().max_connections_per_ip,
+                                            &why);
+  if (!slot_) {
+    const char* reason = why == ConnectionLimiter::Refusal::total ? "too many connections"
+                                                                  : "too many connections from this address";
+    log::event("connection_rejected", {{"client", client_ip_}, {"reason", reason}});
+    reply(421, "4.7.0", std::string(settings_->hostname) + " " + reason + ", try again later");
+    co_await conn_.flush(limits().write_timeout_ms);
+    co_return;
+  }
+  log::event("connect", {{"client", client_ip_}});
+  if (worker_.stopping()) stop_requested_ = true;
+  reply(220, "", settings_->hostname + " ESMTP Tern");
+
+  std::string line;
+  while (!quit_) {
+    if (stop_requested_ && !has_mail_) {
+      reply(421, "4.3.2", "Service shutting down, closing connection");
+      break;
+    }
+    idle_ = !has_mail_;
+    auto st = co_await conn_.read_line(&line, limits().max_command_line, limits().command_timeout_ms);
+    idle_ = false;
+    if (st == io::IoStatus::eof && stop_requested_) {
+      reply(421, "4.3.2", "Service shutting down, closing connection");
+      break;
+    }
+    if (st == io::IoStatus::timeout) {
+      reply(421, "4.4.2", settings_->hostname + " Timeout waiting for a command, closing connection");
+      log::event("timeout", {{"client", client_ip_}, {"stage", "command"}});
+      break;
+    }
+    if (st == io::IoStatus::eof || st == io::IoStatus::error) break;
+    if (st == io::IoStatus::too_long) {
+      if (fail(500, "5.5.2", "Line too long") == Next::close) break;
+      continue;
+    }
+    Command cmd = parse_command(line);
+    if (co_await dispatch(cmd) == Next::close) break;
+  }
+  co_await conn_.flush(limits().write_timeout_ms);
+  if (has_mail_ && chunks_written_ > 0) co_await discard_content();
+  log::event("disconnect", {{"client", client_ip_}, {"errors", errors_}});
+}
+
+io::Task<Session::Next> Session::dispatch(const Command& cmd) {
+  switch (cmd.verb) {
+    case Verb::ehlo:
+    case Verb::helo:
+      co_return ehlo(cmd, cmd.verb == Verb::ehlo);
+    case Verb::mail:
+      co_return mail(cmd);
+    case Verb::rcpt:
+      co_return rcpt(cmd);
+    case Verb::data:
+      co_return co_await data(cmd);
+    case Verb::bdat:
+      co_return co_await bdat(cmd);
+    case Verb::starttls:
+      co_return co_await starttls(cmd);
+    case Verb::rset:
+      if (!cmd.argument.empty()) co_return fail(501, "5.5.4", "Syntax: RSET");
+      reset_transaction();
+      reply(250, "2.0.0", "Ok");
+      co_return Next::go_on;
+    case Verb::noop:
+      reply(250, "2.0.0", "Ok");
+      co_return Next::go_on;
+    case Verb::quit:
+      reply(221, "2.0.0", settings_->hostname + " closing connection");
+      quit_ = true;
+      co_return Next::close;
+    case Verb::help:
+      reply(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY STARTTLS");
+      co_return Next::go_on;
+    case Verb::vrfy:
+      if (cmd.argument.empty()) co_return fail(501, "5.5.4", "Syntax: VRFY address");
+      // RFC 5321 §3.5.3: 252 when we will not say whether a user exists.
+      reply(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery");
+      co_return Next::go_on;
+    case Verb::expn:
+    case Verb::saml:
+    case Verb::send:
+    case Verb::soml:
+    case Verb::turn:
+    case Verb::auth:
+    case Verb::etrn:
+      co_return fail(502, "5.5.1", std::string(verb_name(cmd.verb)) + " command not implemented");
+    case Verb::unknown:
+      break;
+  }
+  co_return fail(500, "5.5.2", "Command unrecognized");
+}
+
+Session::Next Session::ehlo(const Command& cmd, bool extended) {
+  auto parsed = parse_helo_argument(cmd.argument);
+  if (auto* err = std::get_if<Reply>(&parsed)) return fail(err->code, err->enhanced, err->text);
+  reset_transaction();
+  helo_ = std::string(std::get<std::string_view>(parsed));
+  esmtp_ = extended;
+  settings_ = worker_.settings();  // a new greeting picks up reloaded settings
+  const auto& hostname = settings_->hostname;
+  if (!extended) {
+    reply(250, "", hostname);
+    return Next::go_on;
+  }
+  std::string r = "250-" + hostname + "\r\n";
+  r += "250-PIPELINING\r\n";
+  r += "250-SIZE " + std::to_string(limits().max_message_size) + "\r\n";
+  r += "250-8BITMIME\r\n";
+  r += "250-ENHANCEDSTATUSCODES\r\n";
+  r += "250-SMTPUTF8\r\n";
+  r += "250-DSN\r\n";
+  if (settings_->tls && !conn_.tls()) r += "250-STARTTLS\r\n";
+  r += "250 CHUNKING\r\n";
+  conn_.write(r);
+  return Next::go_on;
+}
+
+Session::Next Session::mail(const Command& cmd) {
+  if (helo_.empty()) return fail(503, "5.5.1", "Send HELO/EHLO first");
+  if (has_mail_) return fail(503, "5.5.1", "Nested MAIL command");
+  if (stop_requested_) return fail(421, "4.3.2", "Service shutting down");
+  if (worker_.context().storage.low()) {
+    log::event("rejected", {{"client", client_ip_}, {"code", 452}, {"reason", "insufficient storage"}});
+    return fail(452, "4.3.1", "Insufficient system storage, try again later");
+  }
+  auto parsed = parse_mail_argument(cmd.argument);
+  if (auto* err = std::get_if<Reply>(&parsed)) return fail(err->code, err->enhanced, err->text);
+  auto& m = std::get<MailArgument>(parsed);
+  bool has_params = m.has_size || !m.body.empty() || m.smtputf8 || !m.ret.empty() || !m.envid.empty();
+  if (has_params && !esmtp_) return fail(555, "5.5.4", "MAIL parameters need EHLO");
+  if (m.has_size && m.size > limits().max_message_size)
+    return fail(552, "5.3.4", "Message size exceeds fixed maximum message size");
+  settings_ = worker_.settings();  // each transaction uses the newest settings
+  mail_ = std::move(m);
+  has_mail_ = true;
+  reply(250, "2.1.0", "Ok");
+  return Next::go_on;
+}
+
+Session::Next Session::rcpt(const Command& cmd) {
+  if (!has_mail_) return fail(503, "5.5.1", "Need MAIL before RCPT");
+  if (bdat_active_) return fail(503, "5.5.1", "RCPT not allowed during BDAT");
+  auto parsed = parse_rcpt_argument(cmd.argument, mail_.smtputf8);
+  if (auto* err = std::get_if<Reply>(&parsed)) return fail(err->code, err->enhanced, err->text);
+  auto& r = std::get<RcptArgument>(parsed);
+  if ((r.notify != 0 || !r.orcpt.empty()) && !esmtp_) return fail(555, "5.5.4", "RCPT parameters need EHLO");
+  if (recipients_.size() >= limits().max_recipients)
+    return fail(452, "4.5.3", "Too many recipients");
+  auto decision = settings_->relay.decide(client_ip_, r.recipient);
+  if (decision == RelayPolicy::Decision::denied) {
+    log::event("relay_rejected", {{"client", client_ip_}, {"helo", helo_}, {"from", mail_.sender.str()},
+                                  {"rcpt", r.recipient.str()}});
+    std::string text = r.recipient.str();  // built in steps: g++ 12 -Wrestrict misfires on "<" + str
+    text.insert(0, 1, '<');
+    text += ">: Relay access denied";
+    return fail(554, "5.7.1", text);
+  }
+  queue::Recipient rec;
+  rec.address = r.recipient.str();
+  rec.notify = r.notify;
+  rec.orcpt = std::move(r.orcpt);
+  recipients_.push_back(std::move(rec));
+  reply(250, "2.1.5", "Ok");
+  return Next::go_on;
+}
+
+void Session::begin_content(DataReader::Mode mode) {
+  const auto& lim = limits();
+  ContentLimits cl;
+  cl.max_size = lim.max_message_size;
+  cl.max_line_length = lim.max_line_length;
+  cl.max_received = lim.max_received_headers;
+  cl.allow_bare_lf = lim.allow_bare_lf;
+  reader_.emplace(mode, cl);
+  queue_id_ = queue::new_queue_id();
+  content_started_us_ = now_us();
+  chunks_written_ = 0;
+  stored_bytes_ = 0;
+  TraceInfo t;
+  t.helo = helo_;
+  t.client_ip = client_ip_;
+  t.hostname = settings_->hostname;
+  std::string proto = protocol_name(esmtp_, conn_.tls() != nullptr, false, mail_.smtputf8);
+  t.protocol = proto;
+  std::string tls_version, tls_cipher;
+  if (conn_.tls()) {
+    tls_version = conn_.tls()->version();
+    tls_cipher = conn_.tls()->cipher();
+  }
+  t.tls_version = tls_version;
+  t.tls_cipher = tls_cipher;
+  t.queue_id = queue_id_;
+  if (recipients_.size() == 1) t.for_recipient = recipients_.front().address;
+  t.time_us = content_started_us_;
+  pending_chunk_ = received_header(t);
+}
+
+io::Task<bool> Session::spill_chunk_if_full() {
+  if (reader_->pending_output() + pending_chunk_.size() < kChunkSize || reader_->verdict()) co_return true;
+  pending_chunk_ += reader_->take_output();
+  auto& spool = worker_.context().spool;
+  std::string id = queue_id_;
+  uint32_t index = chunks_written_;
+  std::string chunk = std::move(pending_chunk_);
+  pending_chunk_.clear();
+  stored_bytes_ += chunk.size();
+  Status st = co_await SpoolAwait{worker_.loop(), [&](queue::Spool::Done done) {
+                                    spool.append_chunk(id, index, std::move(chunk), std::move(done));
+                                  }};
+  ++chunks_written_;  // even a failed write may have left a chunk: discard covers it
+  co_return st.ok();
+}
+
+io::Task<void> Session::discard_content() {
+  if (chunks_written_ > 0) {
+    auto& spool = worker_.context().spool;
+    std::string id = queue_id_;
+    uint32_t n = chunks_written_;
+    co_await SpoolAwait{worker_.loop(),
+                        [&](queue::Spool::Done done) { spool.discard(id, n, std::move(done)); }};
+  }
+  chunks_written_ = 0;
+}
+
+io::Task<void> Session::finish_content() {
+  if (auto refusal = reader_->verdict()) {
+    log::event("rejected", {{"qid", queue_id_}, {"client", client_ip_}, {"code", refusal->code},
+                            {"reason", refusal->text}});
+    co_await discard_content();
+    reset_transaction();
+    if (fail(refusal->code, refusal->enhanced, refusal->text) == Next::close) quit_ = true;
+    co_return;
+  }
+  queue::Envelope env;
+  env.id = queue_id_;
+  env.sender = mail_.sender.str();
+  env.size_param = mail_.size;
+  env.body_type = mail_.body;
+  env.smtputf8 = mail_.smtputf8;
+  env.ret = mail_.ret;
+  env.envid = mail_.envid;
+  env.recipients = recipients_;
+  env.arrival_us = content_started_us_;
+  env.client_ip = client_ip_;
+  env.client_helo = helo_;
+  env.protocol = protocol_name(esmtp_, conn_.tls() != nullptr, false, mail_.smtputf8);
+  env.message_id = reader_->message_id();
+  pending_chunk_ += reader_->take_output();
+  env.body_size = stored_bytes_ + pending_chunk_.size();
+  env.body_chunks = chunks_written_ + 1;
+  env.queue = queue::QueueName::incoming;
+  env.next_attempt_us = content_started_us_;
+  auto& spool = worker_.context().spool;
+  std::string last = std::move(pending_chunk_);
+  pending_chunk_.clear();
+  queue::Envelope logged = env;
+  Status st = co_await SpoolAwait{worker_.loop(), [&](queue::Spool::Done done) {
+                                    spool.commit(std::move(env), std::move(last), std::move(done));
+                                  }};
+  if (!st.ok()) {
+    log::event("queue_error", {{"qid", queue_id_}, {"client", client_ip_}, {"error", st.error()}});
+    co_await discard_content();
+    reply(451, "4.3.0", "Local error in processing: queue write failed, try again later");
+    reset_transaction();
+    co_return;
+  }
+  log::event("received", {{"qid", logged.id}, {"client", client_ip_}, {"helo", helo_},
+                          {"from", "<" + logged.sender + ">"}, {"nrcpt", logged.recipients.size()},
+                          {"size", reader_->size()}, {"proto", logged.protocol},
+                          {"message_id", logged.message_id}});
+  reply(250, "2.0.0", "Ok: queued as " + queue_id_);
+  chunks_written_ = 0;  // committed: nothing to discard any more
+  reset_transaction();
+}
+
+io::Task<io::IoStatus> Session::fill_flushing(int64_t timeout_ms) {
+  if (conn_.has_output()) {
+    if (auto st = co_await conn_.flush(limits().write_timeout_ms); st != io::IoStatus::ok) co_return st;
+  }
+  co_return co_await conn_.fill(timeout_ms);
+}
+
+io::Task<Session::Next> Session::data(const Command& cmd) {
+  if (!cmd.argument.empty()) co_return fail(501, "5.5.4", "Syntax: DATA");
+  if (!has_mail_) co_return fail(503, "5.5.1", "Need MAIL command");
+  if (bdat_active_) co_return fail(503, "5.5.1", "DATA not allowed after BDAT");
+  if (recipients_.empty()) co_return fail(554, "5.5.1", "No valid recipients");
+  reply(354, "", "End data with <CR><LF>.<CR><LF>");
+  if (co_await conn_.flush(limits().write_timeout_ms) != io::IoStatus::ok) co_return Next::close;
+  begin_content(DataReader::Mode::data);
+  for (;;) {
+    auto in = conn_.buffered();
+    if (!in.empty()) conn_.consume(reader_->feed(in));
+    if (reader_->done()) break;
+    if (!co_await spill_chunk_if_full()) {
+      reply(451, "4.3.0", "Local error in processing: queue write failed");
+      co_return Next::close;
+    }
+    auto st = co_await conn_.fill(limits().data_timeout_ms);
+    if (st == io::IoStatus::ok) continue;
+    if (st == io::IoStatus::timeout) {
+      reply(421, "4.4.2", settings_->hostname + " Timeout during DATA, closing connection");
+      log::event("timeout", {{"client", client_ip_}, {"stage", "data"}, {"qid", queue_id_}});
+    }
+    co_return Next::close;  // the transaction is abandoned; run() discards its chunks
+  }
+  co_await finish_content();
+  co_return quit_ ? Next::close : Next::go_on;
+}
+
+io::Task<Session::Next> Session::bdat(const Command& cmd) {
+  auto parsed = parse_bdat_argument(cmd.argument);
+  if (auto* err = std::get_if<Reply>(&parsed)) {
+    reply(*err);
+    // The chunk's length is unknown, so its bytes cannot be told from
+    // commands: the only safe course is to end the session.
+    reply(421, "4.7.0", "Cannot continue after a malformed BDAT, closing connection");
+    co_return Next::close;
+  }
+  auto arg = std::get<BdatArgument>(parsed);
+  std::optional<Reply> refuse;
+  if (!has_mail_) {
+    refuse = Reply{503, "5.5.1", "Need MAIL command"};
+  } else if (recipients_.empty()) {
+    refuse = Reply{554, "5.5.1", "No valid recipients"};
+  } else if (bdat_failure_) {
+    refuse = bdat_failure_;
+  }
+  if (!refuse && !bdat_active_) {
+    bdat_active_ = true;
+    begin_content(DataReader::Mode::bdat);
+  }
+  // Consume exactly arg.size octets, feeding them to the reader unless refused.
+  uint64_t remaining = arg.size;
+  while (remaining > 0) {
+    auto in = conn_.buffered();
+    if (!in.empty()) {
+      size_t n = static_cast<size_t>(std::min<uint64_t>(remaining, in.size()));
+      if (!refuse) reader_->feed(in.substr(0, n));
+      conn_.consume(n);
+      remaining -= n;
+      if (!refuse && !co_await spill_chunk_if_full()) {
+        reply(451, "4.3.0", "Local error in processing: queue write failed");
+        co_return Next::close;
+      }
+      continue;
+    }
+    auto st = co_await fill_flushing(limits().data_timeout_ms);
+    if (st == io::IoStatus::ok) continue;
+    if (st == io::IoStatus::timeout) {
+      reply(421, "4.4.2", settings_->hostname + " Timeout during BDAT, closing connection");
+      log::event("timeout", {{"client", client_ip_}, {"stage", "bdat"}, {"qid", queue_id_}});
+    }
+    co_return Next::close;
+  }
+  if (refuse) {
+    if (bdat_failure_ && arg.last) reset_transaction();
+    co_return fail(refuse->code, refuse->enhanced, refuse->text);
+  }
+  if (arg.last) {
+    reader_->finish();
+    co_await finish_content();
+    co_return quit_ ? Next::close : Next::go_on;
+  }
+  if (auto failure = reader_->verdict()) {
+    // Refuse now and for every further chunk of this message.
+    co_await discard_content();
+    bdat_failure_ = failure;
+    co_return fail(failure->code, failure->enhanced, failure->text);
+  }
+  reply(250, "2.0.0", std::to_string(arg.size) + " octets received");
+  co_return Next::go_on;
+}
+
+io::Task<Session::Next> Session::starttls(const Command& cmd) {
+  if (!cmd.argument.empty()) co_return fail(501, "5.5.4", "Syntax: STARTTLS");
+  if (conn_.tls()) co_return fail(503, "5.5.1", "TLS already active");
+  auto ctx = settings_->tls;
+  if (!ctx) co_return fail(502, "5.5.1", "STARTTLS not available");
+  reply(220, "2.0.0", "Ready to start TLS");
+  if (co_await conn_.flush(limits().write_timeout_ms) != io::IoStatus::ok) co_return Next::close;
+  // Anything the client pipelined after STARTTLS arrived in clear text and
+  // must not be executed inside the TLS session (CVE-2011-0411 class).
+  conn_.discard_input();
+  auto st = co_await conn_.start_tls(ctx, limits().command_timeout_ms);
+  if (st != io::IoStatus::ok) {
+    log::event("tls_failed", {{"client", client_ip_},
+                              {"error", conn_.tls() ? conn_.tls()->last_error() : std::string("handshake")}});
+    co_return Next::close;
+  }
+  log::event("tls", {{"client", client_ip_}, {"version", conn_.tls()->version()},
+                     {"cipher", conn_.tls()->cipher()}});
+  // RFC 3207 §4.2: forget everything learned before TLS.
+  reset_transaction();
+  helo_.clear();
+  esmtp_ = false;
+  co_return Next::go_on;
+}
+
+}  // namespace tern::smtp

@@ -1,0 +1,902 @@
+#include "queue/spool.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <rocksdb/utilities/table_properties_collectors.h>
+#include <rocksdb/write_batch.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <future>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string_view>
+#include <system_error>
+#include <thread>
+#include <type_traits>
+#include <unordered_map>
+#include <variant>
+
+#include "queue/queue_id.h"
+
+namespace tern::queue {
+namespace {
+
+namespace rdb = rocksdb;
+
+// ---------------------------------------------------------------------------
+// On-disk layout
+//
+//   default    metadata only: kFormatKey -> kFormatValue
+//   bodies     id + chunk index (4 bytes BE)           -> chunk bytes
+//   envelopes  id                                      -> encode(Envelope)
+//   schedule   queue (1 byte) + due_us (8 bytes) + id  -> empty
+//   finished   finished_us (8 bytes) + id              -> reason length (4 bytes BE)
+//                                                         + reason + encode(Envelope)
+//
+// Times in keys are int64 microseconds stored big-endian with the sign bit
+// flipped, so byte order is numeric order for every value, negative ones too.
+// ---------------------------------------------------------------------------
+
+enum Family : size_t { kDefault, kBodies, kEnvelopes, kSchedule, kFinished, kFamilyCount };
+
+constexpr std::string_view kFormatKey = "tern.spool.format";
+constexpr std::string_view kFormatValue = "1";
+
+constexpr size_t kChunkIndexBytes = 4;
+constexpr size_t kTimeBytes = 8;
+constexpr size_t kReasonLengthBytes = 4;
+
+// The writer takes every waiting request, up to this much payload per batch:
+// enough to merge thousands of commits, small enough that a flood of body
+// chunks does not build one enormous batch and starve the commits behind it.
+constexpr size_t kMaxBatchBytes = 32 << 20;
+constexpr size_t kSmallRequestBytes = 256;
+
+// The finished log is also trimmed while running, not only at recover(), so a
+// daemon that runs for months does not grow it without bound.
+constexpr int64_t kFinishedPurgeIntervalUs = 60'000'000;
+
+int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+void append_big_endian(std::string& out, uint64_t value, size_t bytes) {
+  for (size_t i = bytes; i-- > 0;) {
+    out.push_back(static_cast<char>((value >> (8 * i)) & 0xff));
+  }
+}
+
+uint64_t read_big_endian(std::string_view in) {
+  uint64_t value = 0;
+  for (char c : in) value = (value << 8) | static_cast<uint8_t>(c);
+  return value;
+}
+
+constexpr uint64_t kSignBit = uint64_t{1} << 63;
+
+void append_time(std::string& out, int64_t us) {
+  append_big_endian(out, static_cast<uint64_t>(us) ^ kSignBit, kTimeBytes);
+}
+
+int64_t read_time(std::string_view in) {
+  return static_cast<int64_t>(read_big_endian(in) ^ kSignBit);
+}
+
+std::string chunk_key(std::string_view id, uint32_t index) {
+  std::string key(id);
+  append_big_endian(key, index, kChunkIndexBytes);
+  return key;
+}
+
+std::string schedule_key(QueueName q, int64_t due_us, std::string_view id) {
+  std::string key(1, static_cast<char>(q));
+  append_time(key, due_us);
+  key.append(id);
+  return key;
+}
+
+std::string schedule_key(const Envelope& env) {
+  return schedule_key(env.queue, env.next_attempt_us, env.id);
+}
+
+struct ScheduleEntry {
+  QueueName queue;
+  int64_t due_us;
+  std::string_view id;
+};
+
+std::optional<ScheduleEntry> parse_schedule_key(std::string_view key) {
+  if (key.size() <= 1 + kTimeBytes) return std::nullopt;
+  return ScheduleEntry{static_cast<QueueName>(key[0]), read_time(key.substr(1, kTimeBytes)),
+                       key.substr(1 + kTimeBytes)};
+}
+
+std::string finished_key(int64_t finished_us, std::string_view id) {
+  std::string key;
+  append_time(key, finished_us);
+  key.append(id);
+  return key;
+}
+
+std::string finished_value(std::string_view reason, const Envelope& env) {
+  std::string value;
+  append_big_endian(value, reason.size(), kReasonLengthBytes);
+  value.append(reason);
+  value.append(encode(env));
+  return value;
+}
+
+std::optional<FinishedRecord> parse_finished(std::string_view key, std::string_view value) {
+  if (key.size() <= kTimeBytes || value.size() < kReasonLengthBytes) return std::nullopt;
+  uint64_t reason_length = read_big_endian(value.substr(0, kReasonLengthBytes));
+  if (reason_length > value.size() - kReasonLengthBytes) return std::nullopt;
+  std::optional<Envelope> env = decode_envelope(value.substr(kReasonLengthBytes + reason_length));
+  if (!env) return std::nullopt;
+  FinishedRecord record;
+  record.finished_us = read_time(key.substr(0, kTimeBytes));
+  record.id = std::string(key.substr(kTimeBytes));
+  record.reason = std::string(value.substr(kReasonLengthBytes, reason_length));
+  record.envelope = std::move(*env);
+  return record;
+}
+
+std::string_view view(const rdb::Slice& s) {
+  return {s.data(), s.size()};
+}
+
+Error rocksdb_error(std::string_view what, const rdb::Status& s) {
+  return Error{std::string(what) + ": " + s.ToString()};
+}
+
+Error bad_id_error(std::string_view what, std::string_view id) {
+  return Error{std::string(what) + ": malformed queue id '" + std::string(id) + "'"};
+}
+
+Error no_such_message(std::string_view what, std::string_view id) {
+  return Error{std::string(what) + ": no such message " + std::string(id)};
+}
+
+// ---------------------------------------------------------------------------
+// RocksDB options. Durability comes from the WAL alone: every mutation is
+// written to it (never disableWAL) and commits sync it.
+// ---------------------------------------------------------------------------
+
+rdb::DBOptions db_options() {
+  rdb::DBOptions o;
+  o.create_if_missing = true;
+  o.create_missing_column_families = true;
+  // Each Write() reaches the OS immediately, so a crash of the process loses
+  // nothing written; WriteOptions::sync alone decides what survives an OS
+  // crash. (Manual flushing would let an unsynced batch vanish on a crash.)
+  o.manual_wal_flush = false;
+  // WAL is always on, so there is never unpersisted data at shutdown; keeping
+  // the default means that, should that change, Close() flushes rather than
+  // drops it.
+  o.avoid_flush_during_shutdown = false;
+  // A crash can tear the tail of the WAL, but only for a batch that was never
+  // acknowledged; point-in-time recovery opens at the last intact batch rather
+  // than refusing to open.
+  o.wal_recovery_mode = rdb::WALRecoveryMode::kPointInTimeRecovery;
+  // A WAL file can only be deleted once every column family with data in it
+  // has flushed; the small, slow families (schedule, finished) would otherwise
+  // pin gigabytes of body-carrying WAL. This bound forces those flushes.
+  o.max_total_wal_size = 128 << 20;
+  // Write body data back to disk in the background as it comes, so the fsync
+  // of the next commit does not have to push out megabytes of unsynced chunks.
+  o.wal_bytes_per_sync = 1 << 20;
+  o.bytes_per_sync = 1 << 20;
+  // The daemon runs on small machines; two background jobs (a flush and a
+  // compaction) are plenty for this write rate.
+  o.max_background_jobs = 2;
+  o.keep_log_file_num = 5;
+  o.max_log_file_size = 16 << 20;
+  return o;
+}
+
+rdb::ColumnFamilyOptions small_family_options() {
+  rdb::ColumnFamilyOptions o;
+  // Envelopes and schedule entries are small; a modest memtable keeps memory
+  // use low and flushes (hence WAL recycling) frequent.
+  o.write_buffer_size = 8 << 20;
+  return o;
+}
+
+rdb::ColumnFamilyOptions churning_family_options() {
+  rdb::ColumnFamilyOptions o = small_family_options();
+  // A queue deletes most keys soon after writing them. Files that are mostly
+  // tombstones get compacted early so that scans (due(), list()) do not wade
+  // through dead entries.
+  o.table_properties_collector_factories.emplace_back(
+      rdb::NewCompactOnDeletionCollectorFactory(/*sliding_window_size=*/128, /*deletion_trigger=*/64));
+  return o;
+}
+
+rdb::ColumnFamilyOptions body_family_options() {
+  rdb::ColumnFamilyOptions o;
+  o.write_buffer_size = 32 << 20;
+  // Integrated BlobDB: chunks of 4 KiB and more go to blob files at flush and
+  // the LSM tree holds only small references, so compaction does not rewrite
+  // message bodies over and over.
+  o.enable_blob_files = true;
+  o.min_blob_size = 4 << 10;
+  // Smaller blob files empty out (and are deleted) sooner in a queue where
+  // most bodies live seconds or minutes.
+  o.blob_file_size = 64 << 20;
+  // Long-lived bodies (held, retried) would otherwise keep old blob files full
+  // of garbage alive; GC relocates them during compaction.
+  o.enable_blob_garbage_collection = true;
+  return o;
+}
+
+std::vector<rdb::ColumnFamilyDescriptor> family_descriptors() {
+  std::vector<rdb::ColumnFamilyDescriptor> d(kFamilyCount);
+  d[kDefault] = {rdb::kDefaultColumnFamilyName, small_family_options()};
+  d[kBodies] = {"bodies", body_family_options()};
+  d[kEnvelopes] = {"envelopes", churning_family_options()};
+  d[kSchedule] = {"schedule", churning_family_options()};
+  d[kFinished] = {"finished", small_family_options()};
+  return d;
+}
+
+// Column family handles must be released through the DB that made them, and
+// before the DB is closed.
+struct FamilyCloser {
+  rdb::DB* db;
+  void operator()(rdb::ColumnFamilyHandle* handle) const { db->DestroyColumnFamilyHandle(handle); }
+};
+using FamilyHandle = std::unique_ptr<rdb::ColumnFamilyHandle, FamilyCloser>;
+
+struct Families {
+  rdb::DB* db = nullptr;
+  std::vector<FamilyHandle> handles;
+  rdb::ColumnFamilyHandle* operator[](Family f) const { return handles[f].get(); }
+};
+
+// The stored bytes of an envelope; nullopt when there is none.
+Result<std::optional<std::string>> read_envelope_bytes(const Families& fam, const rdb::ReadOptions& ro,
+                                                       const std::string& id) {
+  std::string value;
+  rdb::Status s = fam.db->Get(ro, fam[kEnvelopes], id, &value);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  if (!s.ok()) return rocksdb_error("reading envelope " + id, s);
+  return std::optional<std::string>(std::move(value));
+}
+
+Result<std::optional<Envelope>> read_envelope(const Families& fam, const rdb::ReadOptions& ro, const std::string& id) {
+  auto bytes = read_envelope_bytes(fam, ro, id);
+  if (!bytes.ok()) return Error{bytes.error()};
+  if (!*bytes) return std::optional<Envelope>();
+  std::optional<Envelope> env = decode_envelope(**bytes);
+  if (!env) return Error{"envelope " + id + " is corrupt"};
+  return env;
+}
+
+// ---------------------------------------------------------------------------
+// Writer requests
+// ---------------------------------------------------------------------------
+
+struct AppendChunkOp {
+  std::string id;
+  uint32_t index;
+  std::string data;
+};
+struct CommitOp {
+  Envelope env;
+  std::optional<std::string> last_chunk;
+};
+struct DiscardOp {
+  std::string id;
+  uint32_t chunks;
+};
+struct MoveOp {
+  std::string id;
+  QueueName to;
+  int64_t due_us;
+};
+struct UpdateOp {
+  Envelope env;
+};
+struct RemoveOp {
+  std::string id;
+  std::string reason;
+};
+using Operation = std::variant<AppendChunkOp, CommitOp, DiscardOp, MoveOp, UpdateOp, RemoveOp>;
+
+struct Request {
+  Operation op;
+  Spool::Done done;
+};
+
+// Body chunks and discards may be lost in a crash: recover() removes what they
+// leave behind. Everything that changes a committed message is synced.
+bool needs_sync(const Operation& op) {
+  return !std::holds_alternative<AppendChunkOp>(op) && !std::holds_alternative<DiscardOp>(op);
+}
+
+size_t payload_bytes(const Operation& op) {
+  if (const auto* append = std::get_if<AppendChunkOp>(&op)) return append->data.size() + kSmallRequestBytes;
+  if (const auto* commit = std::get_if<CommitOp>(&op)) {
+    return (commit->last_chunk ? commit->last_chunk->size() : 0) + kSmallRequestBytes;
+  }
+  return kSmallRequestBytes;
+}
+
+// `done` must not throw: it runs on the writer thread, where an exception
+// would have nowhere to go but std::terminate.
+void finish(Spool::Done& done, Status status) {
+  if (done) done(std::move(status));
+}
+
+// Turns the requests of one batch into one WriteBatch. Each request adds all
+// of its writes or none: it is checked before it writes, and a save point
+// undoes a partial one. Later requests see the envelopes earlier ones wrote
+// through the overlay, so two requests on the same message in one batch
+// compose as if written one after the other.
+class BatchBuilder {
+ public:
+  explicit BatchBuilder(const Families& fam) : fam_(fam) {}
+
+  rdb::WriteBatch& batch() { return batch_; }
+
+  Status add(Operation& op) {
+    batch_.SetSavePoint();
+    Status s = std::visit([this](auto& typed) { return apply(typed); }, op);
+    // The overlay is updated only by a request's last write, so rolling back
+    // the batch is enough to forget a failed request.
+    rdb::Status undone = s.ok() ? batch_.PopSavePoint() : batch_.RollbackToSavePoint();
+    if (!undone.ok()) return rocksdb_error("building write batch", undone);
+    return s;
+  }
+
+ private:
+  Status apply(AppendChunkOp& op) {
+    if (!is_queue_id(op.id)) return bad_id_error("append_chunk", op.id);
+    auto current = lookup(op.id);
+    if (!current.ok()) return Error{current.error()};
+    // A committed body is immutable: a late chunk must not overwrite it.
+    if (*current) return Error{"append_chunk: message " + op.id + " is already committed"};
+    return put(kBodies, chunk_key(op.id, op.index), op.data);
+  }
+
+  Status apply(CommitOp& op) {
+    const Envelope& env = op.env;
+    if (!is_queue_id(env.id)) return bad_id_error("commit", env.id);
+    if (op.last_chunk && env.body_chunks == 0) {
+      return Error{"commit: last chunk given for message " + env.id + " with body_chunks 0"};
+    }
+    auto current = lookup(env.id);
+    if (!current.ok()) return Error{current.error()};
+    // An existing envelope means a duplicate ID or a double commit; either way
+    // overwriting would lose a message.
+    if (*current) return Error{"commit: message " + env.id + " already exists"};
+    if (op.last_chunk) {
+      if (Status s = put(kBodies, chunk_key(env.id, env.body_chunks - 1), *op.last_chunk); !s) return s;
+    }
+    if (Status s = put(kSchedule, schedule_key(env), {}); !s) return s;
+    return store_envelope(env);
+  }
+
+  Status apply(DiscardOp& op) {
+    if (!is_queue_id(op.id)) return bad_id_error("discard", op.id);
+    auto current = lookup(op.id);
+    if (!current.ok()) return Error{current.error()};
+    if (*current) return Error{"discard: message " + op.id + " is committed; remove it instead"};
+    for (uint32_t i = 0; i < op.chunks; ++i) {
+      if (Status s = erase(kBodies, chunk_key(op.id, i)); !s) return s;
+    }
+    return {};
+  }
+
+  Status apply(MoveOp& op) {
+    auto current = lookup(op.id);
+    if (!current.ok()) return Error{current.error()};
+    if (!*current) return no_such_message("move", op.id);
+    Envelope env = **current;
+    env.queue = op.to;
+    env.next_attempt_us = op.due_us;
+    return replace(**current, env);
+  }
+
+  Status apply(UpdateOp& op) {
+    auto current = lookup(op.env.id);
+    if (!current.ok()) return Error{current.error()};
+    if (!*current) return no_such_message("update", op.env.id);
+    // The body is written once; an envelope that disagrees about its chunks
+    // would make it unreadable or leak chunks.
+    if ((*current)->body_chunks != op.env.body_chunks) {
+      return Error{"update: body_chunks of message " + op.env.id + " cannot change"};
+    }
+    return replace(**current, op.env);
+  }
+
+  Status apply(RemoveOp& op) {
+    auto current = lookup(op.id);
+    if (!current.ok()) return Error{current.error()};
+    if (!*current) return no_such_message("remove", op.id);
+    const Envelope& env = **current;
+    for (uint32_t i = 0; i < env.body_chunks; ++i) {
+      if (Status s = erase(kBodies, chunk_key(op.id, i)); !s) return s;
+    }
+    if (Status s = erase(kSchedule, schedule_key(env)); !s) return s;
+    if (Status s = put(kFinished, finished_key(now_us(), op.id), finished_value(op.reason, env)); !s) return s;
+    if (Status s = erase(kEnvelopes, op.id); !s) return s;
+    overlay_[op.id] = std::nullopt;
+    return {};
+  }
+
+  // The current envelope of `id` as this batch leaves it.
+  Result<std::optional<Envelope>> lookup(const std::string& id) {
+    if (auto it = overlay_.find(id); it != overlay_.end()) return it->second;
+    auto stored = read_envelope(fam_, rdb::ReadOptions(), id);
+    if (stored.ok()) overlay_[id] = *stored;
+    return stored;
+  }
+
+  Status replace(const Envelope& old_env, const Envelope& new_env) {
+    std::string old_key = schedule_key(old_env);
+    std::string new_key = schedule_key(new_env);
+    if (old_key != new_key) {
+      if (Status s = erase(kSchedule, old_key); !s) return s;
+      if (Status s = put(kSchedule, new_key, {}); !s) return s;
+    }
+    return store_envelope(new_env);
+  }
+
+  Status store_envelope(const Envelope& env) {
+    if (Status s = put(kEnvelopes, env.id, encode(env)); !s) return s;
+    overlay_[env.id] = env;
+    return {};
+  }
+
+  Status put(Family f, const std::string& key, std::string_view value) {
+    rdb::Status s = batch_.Put(fam_[f], key, rdb::Slice(value.data(), value.size()));
+    if (!s.ok()) return rocksdb_error("building write batch", s);
+    return {};
+  }
+
+  Status erase(Family f, const std::string& key) {
+    rdb::Status s = batch_.Delete(fam_[f], key);
+    if (!s.ok()) return rocksdb_error("building write batch", s);
+    return {};
+  }
+
+  const Families& fam_;
+  rdb::WriteBatch batch_;
+  std::unordered_map<std::string, std::optional<Envelope>> overlay_;
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+
+struct Spool::Impl {
+  SpoolOptions options;
+  // Declared before the handles: members are destroyed in reverse order, and
+  // the handles must go before the DB they belong to.
+  std::unique_ptr<rdb::DB> db;
+  Families families;
+
+  std::mutex mutex;
+  std::condition_variable wake;
+  std::deque<Request> pending;  // guarded by mutex
+  bool stopping = false;        // guarded by mutex
+  std::thread writer;
+  std::atomic<std::thread::id> writer_id{};
+  int64_t next_finished_purge_us = 0;  // writer thread only
+
+  std::atomic<uint64_t> commits{0};
+  std::atomic<uint64_t> batches{0};
+  std::atomic<uint64_t> wal_syncs{0};
+  std::atomic<uint64_t> chunk_writes{0};
+
+  explicit Impl(SpoolOptions o) : options(std::move(o)) {}
+
+  ~Impl() {
+    {
+      std::lock_guard lock(mutex);
+      stopping = true;
+    }
+    wake.notify_all();
+    if (writer.joinable()) writer.join();
+    families.handles.clear();
+    if (db) db->Close();
+  }
+
+  void submit(Operation op, Done done) {
+    {
+      std::lock_guard lock(mutex);
+      if (!stopping) {
+        pending.push_back(Request{std::move(op), std::move(done)});
+        wake.notify_one();
+        return;
+      }
+    }
+    finish(done, Error{"spool is closing"});
+  }
+
+  // Submits through `submit_fn` and waits. The promise is shared with the
+  // callback so it outlives set_value() even after the waiter has returned.
+  template <typename SubmitFn>
+  Status wait_for(SubmitFn submit_fn) {
+    if (std::this_thread::get_id() == writer_id.load()) {
+      return Error{"a blocking spool call from a done callback would deadlock the writer"};
+    }
+    auto promise = std::make_shared<std::promise<Status>>();
+    std::future<Status> result = promise->get_future();
+    submit_fn([promise](Status s) { promise->set_value(std::move(s)); });
+    return result.get();
+  }
+
+  void run_writer() {
+    writer_id.store(std::this_thread::get_id());
+    next_finished_purge_us = now_us() + kFinishedPurgeIntervalUs;
+    std::vector<Request> batch;
+    for (;;) {
+      batch.clear();
+      {
+        std::unique_lock lock(mutex);
+        wake.wait(lock, [this] { return !pending.empty() || stopping; });
+        if (pending.empty()) return;  // stopping, and everything is drained
+        size_t bytes = 0;
+        while (!pending.empty() && (batch.empty() || bytes < kMaxBatchBytes)) {
+          bytes += payload_bytes(pending.front().op);
+          batch.push_back(std::move(pending.front()));
+          pending.pop_front();
+        }
+      }
+      write(batch);
+      purge_finished_if_due();
+    }
+  }
+
+  void write(std::vector<Request>& batch) {
+    BatchBuilder builder(families);
+    std::vector<Status> results;
+    results.reserve(batch.size());
+    bool sync = false;
+    for (Request& request : batch) {
+      Status s = builder.add(request.op);
+      if (s.ok() && needs_sync(request.op)) sync = true;
+      results.push_back(std::move(s));
+    }
+    if (builder.batch().Count() > 0) {
+      rdb::WriteOptions wo;
+      wo.sync = sync;
+      rdb::Status s = db->Write(wo, &builder.batch());
+      batches.fetch_add(1, std::memory_order_relaxed);
+      if (sync) wal_syncs.fetch_add(1, std::memory_order_relaxed);
+      if (!s.ok()) {
+        Error failure = rocksdb_error("writing to the spool", s);
+        for (Status& result : results) {
+          if (result.ok()) result = failure;
+        }
+      }
+    }
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (results[i].ok()) {
+        if (std::holds_alternative<CommitOp>(batch[i].op)) commits.fetch_add(1, std::memory_order_relaxed);
+        if (std::holds_alternative<AppendChunkOp>(batch[i].op)) {
+          chunk_writes.fetch_add(1, std::memory_order_relaxed);
+        }
+      }
+      finish(batch[i].done, std::move(results[i]));
+    }
+  }
+
+  // Deletes finished records older than the retention. Unsynced, and a failure
+  // is left for the next interval: a purge lost in a crash or to an error is
+  // simply done again later (recover() purges too).
+  void purge_finished_if_due() {
+    int64_t now = now_us();
+    if (now < next_finished_purge_us) return;
+    next_finished_purge_us = now + kFinishedPurgeIntervalUs;
+    rdb::WriteBatch purge;
+    if (!add_finished_purge(purge, now) || purge.Count() == 0) return;
+    db->Write(rdb::WriteOptions(), &purge);
+  }
+
+  // Adds a range deletion of the expired finished records when there are any:
+  // an idle log gets no range tombstones.
+  bool add_finished_purge(rdb::WriteBatch& batch, int64_t now) {
+    std::string end = finished_key(now - std::max<int64_t>(options.finished_retention_us, 0), {});
+    std::unique_ptr<rdb::Iterator> it(db->NewIterator(rdb::ReadOptions(), families[kFinished]));
+    it->SeekToFirst();
+    if (!it->Valid()) return it->status().ok();
+    if (view(it->key()) >= std::string_view(end)) return true;
+    return batch.DeleteRange(families[kFinished], rdb::Slice(), end).ok();
+  }
+
+  Status check_format() {
+    std::string value;
+    rdb::Status s = db->Get(rdb::ReadOptions(), families[kDefault], std::string(kFormatKey), &value);
+    if (s.ok()) {
+      if (value == kFormatValue) return {};
+      return Error{"spool " + options.directory + " has format " + value + ", this build reads format " +
+                   std::string(kFormatValue)};
+    }
+    if (!s.IsNotFound()) return rocksdb_error("reading the spool format", s);
+    rdb::WriteOptions wo;
+    wo.sync = true;
+    s = db->Put(wo, families[kDefault], std::string(kFormatKey), std::string(kFormatValue));
+    if (!s.ok()) return rocksdb_error("writing the spool format", s);
+    return {};
+  }
+
+  Result<size_t> recover();
+};
+
+// Runs before any writer traffic, so it reads and writes the DB directly. It
+// is idempotent: a crash halfway through recovery is recovered the same way.
+Result<size_t> Spool::Impl::recover() {
+  const int64_t now = now_us();
+  rdb::WriteBatch batch;
+  size_t requeued = 0;
+  auto failed = [](const char* what, const rdb::Status& s) { return Result<size_t>(rocksdb_error(what, s)); };
+  // What recover() makes of an envelope: messages that were being delivered
+  // when the process stopped go back to incoming, due now.
+  auto recovered = [now](Envelope env) {
+    if (env.queue == QueueName::active) {
+      env.queue = QueueName::incoming;
+      env.next_attempt_us = now;
+    }
+    return env;
+  };
+
+  // Envelopes: requeue `active`, and restore any missing schedule entry.
+  {
+    std::unique_ptr<rdb::Iterator> it(db->NewIterator(rdb::ReadOptions(), families[kEnvelopes]));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      std::optional<Envelope> env = decode_envelope(view(it->value()));
+      if (!env) continue;  // unreadable: left in place rather than destroyed
+      Envelope after = recovered(*env);
+      if (after != *env) {
+        batch.Delete(families[kSchedule], schedule_key(*env));
+        batch.Put(families[kEnvelopes], after.id, encode(after));
+        batch.Put(families[kSchedule], schedule_key(after), rdb::Slice());
+        ++requeued;
+        continue;
+      }
+      std::string ignored;
+      rdb::Status s = db->Get(rdb::ReadOptions(), families[kSchedule], schedule_key(*env), &ignored);
+      if (s.IsNotFound()) {
+        batch.Put(families[kSchedule], schedule_key(*env), rdb::Slice());
+      } else if (!s.ok()) {
+        return failed("recover: reading the schedule", s);
+      }
+    }
+    if (!it->status().ok()) return failed("recover: scanning envelopes", it->status());
+  }
+
+  // Schedule entries must name an envelope that is in that queue, due then.
+  {
+    std::unique_ptr<rdb::Iterator> it(db->NewIterator(rdb::ReadOptions(), families[kSchedule]));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      std::optional<ScheduleEntry> entry = parse_schedule_key(view(it->key()));
+      bool keep = false;
+      if (entry) {
+        auto bytes = read_envelope_bytes(families, rdb::ReadOptions(), std::string(entry->id));
+        if (!bytes.ok()) return Error{"recover: " + bytes.error()};
+        std::optional<Envelope> env = *bytes ? decode_envelope(**bytes) : std::nullopt;
+        if (env) {
+          Envelope after = recovered(std::move(*env));
+          keep = after.queue == entry->queue && after.next_attempt_us == entry->due_us;
+        }
+      }
+      if (!keep) batch.Delete(families[kSchedule], it->key());
+    }
+    if (!it->status().ok()) return failed("recover: scanning the schedule", it->status());
+  }
+
+  // Body chunks need an envelope that counts them. Chunks of one message are
+  // adjacent, so each envelope is read once.
+  {
+    std::unique_ptr<rdb::Iterator> it(db->NewIterator(rdb::ReadOptions(), families[kBodies]));
+    std::string owner_id;
+    std::optional<uint64_t> owner_chunks;  // nullopt: no envelope
+    bool owner_unreadable = false;
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      std::string_view key = view(it->key());
+      if (key.size() <= kChunkIndexBytes) {
+        batch.Delete(families[kBodies], it->key());
+        continue;
+      }
+      std::string_view id = key.substr(0, key.size() - kChunkIndexBytes);
+      uint64_t index = read_big_endian(key.substr(key.size() - kChunkIndexBytes));
+      if (id != owner_id) {
+        owner_id = std::string(id);
+        auto bytes = read_envelope_bytes(families, rdb::ReadOptions(), owner_id);
+        if (!bytes.ok()) return Error{"recover: " + bytes.error()};
+        std::optional<Envelope> env = *bytes ? decode_envelope(**bytes) : std::nullopt;
+        owner_unreadable = *bytes && !env;
+        owner_chunks = env ? std::optional<uint64_t>(env->body_chunks) : std::nullopt;
+      }
+      // The chunks of an unreadable envelope are kept: it may yet be repaired.
+      if (!owner_unreadable && (!owner_chunks || index >= *owner_chunks)) {
+        batch.Delete(families[kBodies], it->key());
+      }
+    }
+    if (!it->status().ok()) return failed("recover: scanning bodies", it->status());
+  }
+
+  if (!add_finished_purge(batch, now)) return Error{"recover: purging the finished log failed"};
+
+  if (batch.Count() > 0) {
+    rdb::WriteOptions wo;
+    wo.sync = true;
+    rdb::Status s = db->Write(wo, &batch);
+    if (!s.ok()) return failed("recover: writing", s);
+  }
+  return requeued;
+}
+
+// ---------------------------------------------------------------------------
+
+Result<std::unique_ptr<Spool>> Spool::open(const SpoolOptions& options) {
+  if (options.directory.empty()) return Error{"spool directory not set"};
+  std::error_code ec;
+  std::filesystem::create_directories(options.directory, ec);
+  if (ec) return Error{"creating spool directory " + options.directory + ": " + ec.message()};
+
+  std::vector<rdb::ColumnFamilyHandle*> raw_handles;
+  rdb::DB* raw_db = nullptr;
+  rdb::Status s = rdb::DB::Open(db_options(), options.directory, family_descriptors(), &raw_handles, &raw_db);
+  if (!s.ok()) return rocksdb_error("opening spool " + options.directory, s);
+
+  auto impl = std::make_unique<Impl>(options);
+  impl->db.reset(raw_db);
+  impl->families.db = raw_db;
+  for (rdb::ColumnFamilyHandle* handle : raw_handles) {
+    impl->families.handles.emplace_back(handle, FamilyCloser{raw_db});
+  }
+  if (Status format = impl->check_format(); !format) return Error{format.error()};
+
+  try {
+    Impl* writer_impl = impl.get();
+    impl->writer = std::thread([writer_impl] { writer_impl->run_writer(); });
+  } catch (const std::system_error& e) {
+    return Error{std::string("starting the spool writer: ") + e.what()};
+  }
+  // The constructor is private, so make_unique cannot reach it; the pointer is
+  // owned from the moment it exists.
+  return std::unique_ptr<Spool>(new Spool(std::move(impl)));
+}
+
+Spool::Spool(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Spool::~Spool() = default;
+
+void Spool::append_chunk(std::string id, uint32_t index, std::string data, Done done) {
+  impl_->submit(AppendChunkOp{std::move(id), index, std::move(data)}, std::move(done));
+}
+
+void Spool::commit(Envelope env, std::optional<std::string> last_chunk, Done done) {
+  impl_->submit(CommitOp{std::move(env), std::move(last_chunk)}, std::move(done));
+}
+
+void Spool::discard(std::string id, uint32_t chunks, Done done) {
+  impl_->submit(DiscardOp{std::move(id), chunks}, std::move(done));
+}
+
+void Spool::move(std::string id, QueueName to, int64_t due_us, Done done) {
+  impl_->submit(MoveOp{std::move(id), to, due_us}, std::move(done));
+}
+
+void Spool::update(Envelope env, Done done) {
+  impl_->submit(UpdateOp{std::move(env)}, std::move(done));
+}
+
+void Spool::remove(std::string id, std::string reason, Done done) {
+  impl_->submit(RemoveOp{std::move(id), std::move(reason)}, std::move(done));
+}
+
+Status Spool::move_sync(const std::string& id, QueueName to, int64_t due_us) {
+  return impl_->wait_for([&](Done done) { move(id, to, due_us, std::move(done)); });
+}
+
+Status Spool::remove_sync(const std::string& id, const std::string& reason) {
+  return impl_->wait_for([&](Done done) { remove(id, reason, std::move(done)); });
+}
+
+std::vector<Envelope> Spool::list() const {
+  std::vector<Envelope> out;
+  std::unique_ptr<rdb::Iterator> it(impl_->db->NewIterator(rdb::ReadOptions(), impl_->families[kEnvelopes]));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (std::optional<Envelope> env = decode_envelope(view(it->value()))) out.push_back(std::move(*env));
+  }
+  return out;
+}
+
+std::optional<Envelope> Spool::get(const std::string& id) const {
+  auto env = read_envelope(impl_->families, rdb::ReadOptions(), id);
+  if (!env.ok()) return std::nullopt;
+  return std::move(*env);
+}
+
+Result<std::string> Spool::read_body(const std::string& id) const {
+  // One snapshot for the envelope and all its chunks: a concurrent remove
+  // cannot leave us with half a body.
+  rdb::ManagedSnapshot snapshot(impl_->db.get());
+  rdb::ReadOptions ro;
+  ro.snapshot = snapshot.snapshot();
+  auto env = read_envelope(impl_->families, ro, id);
+  if (!env.ok()) return Error{env.error()};
+  if (!*env) return no_such_message("read_body", id);
+  std::string body;
+  body.reserve((*env)->body_size);
+  rdb::PinnableSlice chunk;
+  for (uint32_t i = 0; i < (*env)->body_chunks; ++i) {
+    chunk.Reset();
+    rdb::Status s = impl_->db->Get(ro, impl_->families[kBodies], chunk_key(id, i), &chunk);
+    if (s.IsNotFound()) {
+      return Error{"read_body: chunk " + std::to_string(i) + " of message " + id + " is missing"};
+    }
+    if (!s.ok()) return rocksdb_error("read_body: reading chunk of " + id, s);
+    body.append(chunk.data(), chunk.size());
+  }
+  return body;
+}
+
+std::vector<Envelope> Spool::due(QueueName q, int64_t now_us, size_t limit) const {
+  std::vector<Envelope> out;
+  if (limit == 0) return out;
+  rdb::ManagedSnapshot snapshot(impl_->db.get());
+  rdb::ReadOptions ro;
+  ro.snapshot = snapshot.snapshot();
+  // Bounds keep the scan (and the tombstones it skips) inside this queue's
+  // due entries.
+  std::string lower(1, static_cast<char>(q));
+  std::string upper = now_us == std::numeric_limits<int64_t>::max()
+                          ? std::string(1, static_cast<char>(static_cast<uint8_t>(q) + 1))
+                          : schedule_key(q, now_us + 1, {});
+  rdb::Slice lower_bound(lower);
+  rdb::Slice upper_bound(upper);
+  ro.iterate_lower_bound = &lower_bound;
+  ro.iterate_upper_bound = &upper_bound;
+  std::unique_ptr<rdb::Iterator> it(impl_->db->NewIterator(ro, impl_->families[kSchedule]));
+  for (it->Seek(lower_bound); it->Valid() && out.size() < limit; it->Next()) {
+    std::optional<ScheduleEntry> entry = parse_schedule_key(view(it->key()));
+    if (!entry) continue;
+    auto env = read_envelope(impl_->families, ro, std::string(entry->id));
+    // The writer moves entry and envelope together; a mismatch would be
+    // damage, which recover() repairs, so skip it rather than return it.
+    if (!env.ok() || !*env || (*env)->queue != q || (*env)->next_attempt_us != entry->due_us) continue;
+    out.push_back(std::move(**env));
+  }
+  return out;
+}
+
+std::vector<FinishedRecord> Spool::finished() const {
+  std::vector<FinishedRecord> out;
+  std::unique_ptr<rdb::Iterator> it(impl_->db->NewIterator(rdb::ReadOptions(), impl_->families[kFinished]));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (auto record = parse_finished(view(it->key()), view(it->value()))) out.push_back(std::move(*record));
+  }
+  return out;
+}
+
+Result<size_t> Spool::recover() {
+  return impl_->recover();
+}
+
+SpoolStats Spool::stats() const {
+  SpoolStats s;
+  s.commits = impl_->commits.load(std::memory_order_relaxed);
+  s.batches = impl_->batches.load(std::memory_order_relaxed);
+  s.wal_syncs = impl_->wal_syncs.load(std::memory_order_relaxed);
+  s.chunk_writes = impl_->chunk_writes.load(std::memory_order_relaxed);
+  return s;
+}
+
+const std::string& Spool::directory() const {
+  return impl_->options.directory;
+}
+
+}  // namespace tern::queue

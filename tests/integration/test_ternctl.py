@@ -1,0 +1,203 @@
+"""ternctl against a running ternd: queue listing, show, hold/release/delete, stats."""
+import json
+import os
+import re
+
+from conftest import expect, qid_of, send_simple, simple_message
+
+KEYS = {"id", "queue", "size", "arrival", "sender", "recipients", "attempts", "next_attempt",
+        "last_error", "message_id", "envid", "ret", "body", "smtputf8"}
+
+
+def _queue_of(t, qid):
+    return {e["id"]: e for e in t.queue()}.get(qid)
+
+
+def test_queue_json(ternd):
+    with ternd.raw() as c:
+        expect(c.ehlo(), 250)
+        expect(c.cmd("MAIL FROM:<s@b.test> ENVID=e1 RET=FULL"), 250, "2.1.0")
+        expect(c.cmd("RCPT TO:<x@local.test> NOTIFY=FAILURE ORCPT=rfc822;x@local.test"), 250, "2.1.5")
+        expect(c.cmd("RCPT TO:<y@local.test>"), 250, "2.1.5")
+        msg = simple_message(msgid="<q1@client.test>")
+        qid = qid_of(expect(c.data(msg + b".\r\n"), 250, "2.0.0"))
+    q = ternd.queue()
+    assert isinstance(q, list) and len(q) == 1
+    e = q[0]
+    assert KEYS <= set(e), KEYS - set(e)
+    assert e["id"] == qid
+    assert e["queue"] == "incoming"
+    assert e["sender"] == "s@b.test"
+    assert e["envid"] == "e1"
+    assert e["ret"] == "FULL"
+    assert e["message_id"].strip("<>") == "q1@client.test"
+    assert e["smtputf8"] is False
+    assert isinstance(e["size"], int) and e["size"] > len(msg)  # includes our Received:
+    assert e["attempts"] == 0
+    rc = e["recipients"]
+    assert [r["address"] for r in rc] == ["x@local.test", "y@local.test"]
+    for r in rc:
+        assert {"address", "state", "notify", "orcpt"} <= set(r)
+        assert r["state"] == "pending"
+    assert rc[0]["orcpt"].lower() == "rfc822;x@local.test"
+
+
+def test_queue_text_lists_ids(ternd):
+    qids = [send_simple(ternd) for _ in range(2)]
+    r = ternd.ternctl("queue")
+    assert r.returncode == 0, r.stderr
+    for q in qids:
+        assert q in r.stdout
+
+
+def test_queue_ordering_oldest_first(ternd):
+    qids = [send_simple(ternd) for _ in range(5)]
+    listed = [e["id"] for e in ternd.queue()]
+    assert listed == qids
+    assert qids == sorted(qids), "queue IDs not time-ordered"
+    assert len(set(qids)) == 5
+
+
+def test_show(ternd):
+    msg = simple_message(subject="show me", msgid="<show@client.test>", body="the body line\r\n")
+    with ternd.raw() as c:
+        c.envelope(sender="s@b.test", rcpts=["x@local.test"])
+        qid = qid_of(expect(c.data(msg + b".\r\n"), 250, "2.0.0"))
+    r = ternd.ternctl("show", qid)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.replace("\r\n", "\n")
+    env, sep, headers = out.partition("\n\n")
+    assert sep, out
+    assert qid in env and "s@b.test" in env and "x@local.test" in env, env
+    assert "Subject: show me" in headers
+    assert "Message-ID: <show@client.test>" in headers
+    assert headers.lstrip().startswith("Received:"), headers
+    assert "the body line" not in out, "show without --body printed the body"
+
+    b = ternd.body_bytes(qid)
+    assert b.startswith(b"Received:")
+    assert b.endswith(msg)
+    assert b"id " + qid.encode() in b
+
+
+def test_hold_release_delete(ternd):
+    q1, q2, q3 = (send_simple(ternd) for _ in range(3))
+    r = ternd.ternctl("hold", q1, q2)
+    assert r.returncode == 0, r.stderr
+    qs = {e["id"]: e["queue"] for e in ternd.queue()}
+    assert qs == {q1: "hold", q2: "hold", q3: "incoming"}
+
+    r = ternd.ternctl("release", q1)
+    assert r.returncode == 0, r.stderr
+    qs = {e["id"]: e["queue"] for e in ternd.queue()}
+    assert qs[q1] == "incoming" and qs[q2] == "hold"
+
+    r = ternd.ternctl("delete", q2, q3)
+    assert r.returncode == 0, r.stderr
+    assert [e["id"] for e in ternd.queue()] == [q1]
+    r = ternd.ternctl("show", q2)
+    assert r.returncode != 0
+
+    # survives restart
+    ternd.stop()
+    ternd.start()
+    assert [(e["id"], e["queue"]) for e in ternd.queue()] == [(q1, "incoming")]
+
+
+def test_hold_survives_restart(ternd):
+    q = send_simple(ternd)
+    assert ternd.ternctl("hold", q).returncode == 0
+    ternd.stop()
+    ternd.start()
+    assert _queue_of(ternd, q)["queue"] == "hold"
+
+
+def test_unknown_id(ternd):
+    send_simple(ternd)
+    for cmd in ("hold", "release", "delete"):
+        r = ternd.ternctl(cmd, "0000000000000000")
+        assert r.returncode == 1, (cmd, r.returncode, r.stdout, r.stderr)
+    r = ternd.ternctl("show", "0000000000000000")
+    assert r.returncode != 0, (r.stdout, r.stderr)
+    r = ternd.ternctl("delete", "not-an-id")
+    assert r.returncode != 0
+    assert len(ternd.queue()) == 1
+
+
+def test_stats(ternd):
+    send_simple(ternd)
+    r = ternd.ternctl("stats")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip()
+
+
+def test_not_running(ternd):
+    path = ternd.socket_path
+    ternd.stop()
+    for args in (["queue"], ["queue", "--json"], ["stats"], ["hold", "0000000000000000"]):
+        r = ternd.ternctl(*args, socket_path=path)
+        assert r.returncode != 0
+        assert "not running" in r.stderr, r.stderr
+    r = ternd.ternctl("queue", socket_path=os.path.join(ternd.dir, "nonexistent.sock"))
+    assert r.returncode != 0 and "not running" in r.stderr
+
+
+def test_empty_queue_json(ternd):
+    assert ternd.queue() == []
+    r = ternd.ternctl("queue", "--json")
+    assert json.loads(r.stdout) == []
+
+
+def test_not_running_exit_code_3(ternd):
+    """docs/operations.md: when ternd is not running, ternctl says so and exits 3."""
+    path = ternd.socket_path
+    ternd.stop()
+    r = ternd.ternctl("queue", socket_path=path)
+    assert r.returncode == 3, (r.returncode, r.stderr)
+
+
+def test_ternctl_config_option(ternd):
+    from conftest import TERNCTL
+    import subprocess
+    q = send_simple(ternd)
+    r = subprocess.run([TERNCTL, "--config", ternd.config_path, "queue", "--json"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert [e["id"] for e in json.loads(r.stdout)] == [q]
+
+
+def test_admin_actions_logged(ternd):
+    q1, q2 = send_simple(ternd), send_simple(ternd)
+    assert ternd.ternctl("hold", q1).returncode == 0
+    assert ternd.ternctl("release", q1).returncode == 0
+    assert ternd.ternctl("delete", q2).returncode == 0
+    ternd.wait_event("held", qid=q1)
+    ternd.wait_event("released", qid=q1)
+    ternd.wait_event("deleted", qid=q2)
+
+
+def test_stats_counters(ternd):
+    for _ in range(3):
+        send_simple(ternd)
+    c = ternd.raw()
+    try:
+        r = ternd.ternctl("stats")
+        assert r.returncode == 0, r.stderr
+        out = r.stdout
+        for k in ("commits", "batches", "wal_syncs"):
+            assert k in out, out
+        m = re.search(r"commits\D{0,5}(\d+)", out)
+        assert m and int(m.group(1)) >= 3, out
+        assert "connection" in out.lower(), out
+    finally:
+        c.close()
+
+
+def test_queue_json_size_and_arrival(ternd):
+    import datetime
+    import time
+    q = send_simple(ternd)
+    e = {x["id"]: x for x in ternd.queue()}[q]
+    assert e["size"] == len(ternd.body_bytes(q)), (e["size"], len(ternd.body_bytes(q)))
+    arrival = datetime.datetime.fromisoformat(e["arrival"].replace("Z", "+00:00"))
+    assert abs(arrival.timestamp() - time.time()) < 120, e["arrival"]

@@ -1,0 +1,603 @@
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "mta/config.h"
+
+namespace tern {
+namespace {
+
+ConfigParse parse(std::string_view text) {
+  return parse_config(text, "test.toml");
+}
+
+std::string all_errors(const ConfigParse& p) {
+  std::string out;
+  for (const auto& e : p.errors) out += format_config_error(e) + "\n";
+  return out;
+}
+
+std::string machine_hostname() {
+  char name[HOST_NAME_MAX + 1] = {};
+  gethostname(name, sizeof name - 1);
+  return name[0] ? name : "localhost";
+}
+
+// Every field, so a default that drifts from the struct is caught by name.
+void expect_default_values(const Config& c) {
+  const Config d;
+  EXPECT_EQ(c.server.hostname, machine_hostname());
+  EXPECT_EQ(c.server.workers, d.server.workers);
+  EXPECT_EQ(c.server.drain_timeout_ms, d.server.drain_timeout_ms);
+  EXPECT_EQ(c.smtp.listen, d.smtp.listen);
+  EXPECT_EQ(c.smtp.max_message_size, d.smtp.max_message_size);
+  EXPECT_EQ(c.smtp.max_recipients, d.smtp.max_recipients);
+  EXPECT_EQ(c.smtp.max_command_line, d.smtp.max_command_line);
+  EXPECT_EQ(c.smtp.max_line_length, d.smtp.max_line_length);
+  EXPECT_EQ(c.smtp.max_errors, d.smtp.max_errors);
+  EXPECT_EQ(c.smtp.max_connections, d.smtp.max_connections);
+  EXPECT_EQ(c.smtp.max_connections_per_ip, d.smtp.max_connections_per_ip);
+  EXPECT_EQ(c.smtp.max_received_headers, d.smtp.max_received_headers);
+  EXPECT_EQ(c.smtp.allow_bare_lf, d.smtp.allow_bare_lf);
+  EXPECT_EQ(c.smtp.command_timeout_ms, d.smtp.command_timeout_ms);
+  EXPECT_EQ(c.smtp.data_timeout_ms, d.smtp.data_timeout_ms);
+  EXPECT_EQ(c.smtp.write_timeout_ms, d.smtp.write_timeout_ms);
+  EXPECT_EQ(c.tls.certificate, d.tls.certificate);
+  EXPECT_EQ(c.tls.private_key, d.tls.private_key);
+  EXPECT_EQ(c.tls.min_version, d.tls.min_version);
+  EXPECT_EQ(c.relay.local_domains, d.relay.local_domains);
+  EXPECT_EQ(c.relay.relay_domains, d.relay.relay_domains);
+  EXPECT_EQ(c.relay.trusted_networks, d.relay.trusted_networks);
+  EXPECT_EQ(c.queue.directory, d.queue.directory);
+  EXPECT_EQ(c.queue.min_free_space, d.queue.min_free_space);
+  EXPECT_EQ(c.queue.space_check_interval_ms, d.queue.space_check_interval_ms);
+  EXPECT_EQ(c.queue.finished_retention_ms, d.queue.finished_retention_ms);
+  EXPECT_EQ(c.log.format, d.log.format);
+  EXPECT_EQ(c.log.target, d.log.target);
+  EXPECT_EQ(c.log.file, d.log.file);
+  EXPECT_EQ(c.control.socket, d.control.socket);
+}
+
+TEST(ConfigDefaults, EmbeddedDefaultFileParsesToTheStructDefaults) {
+  const auto p = parse(default_config_toml());
+  ASSERT_TRUE(p.ok()) << all_errors(p);
+  expect_default_values(p.config);
+}
+
+TEST(ConfigDefaults, EmptyFileGivesTheStructDefaults) {
+  const auto p = parse("");
+  ASSERT_TRUE(p.ok()) << all_errors(p);
+  expect_default_values(p.config);
+}
+
+TEST(ConfigDefaults, EmbeddedDefaultFileNamesEveryKey) {
+  const std::string text(default_config_toml());
+  for (const char* key : {"workers",
+                          "drain_timeout",
+                          "listen",
+                          "max_message_size",
+                          "max_recipients",
+                          "max_command_line",
+                          "max_line_length",
+                          "max_errors",
+                          "max_connections",
+                          "max_connections_per_ip",
+                          "max_received_headers",
+                          "allow_bare_lf",
+                          "command_timeout",
+                          "data_timeout",
+                          "write_timeout",
+                          "certificate",
+                          "private_key",
+                          "min_version",
+                          "local_domains",
+                          "relay_domains",
+                          "trusted_networks",
+                          "directory",
+                          "min_free_space",
+                          "space_check_interval",
+                          "finished_retention",
+                          "format",
+                          "target",
+                          "file",
+                          "socket"}) {
+    const std::string assignment = std::string("\n").append(key).append(" = ");
+    EXPECT_NE(text.find(assignment), std::string::npos) << key;
+  }
+  // Commented out, so each machine defaults to its own name.
+  EXPECT_NE(text.find("\n# hostname = "), std::string::npos);
+  EXPECT_EQ(text.find("\nhostname"), std::string::npos);
+}
+
+constexpr std::string_view kEveryKey = R"([server]
+hostname = "mx.example.com"
+workers = 4
+drain_timeout = 10
+
+[smtp]
+listen = ["0.0.0.0:25", "[::]:25", "[2001:db8::1]:587"]
+max_message_size = "10M"
+max_recipients = 50
+max_command_line = 2048
+max_line_length = 4096
+max_errors = 5
+max_connections = 300
+max_connections_per_ip = 7
+max_received_headers = 30
+allow_bare_lf = true
+command_timeout = "1m"
+data_timeout = "2m"
+write_timeout = "45s"
+
+[tls]
+certificate = "/etc/tern/cert.pem"
+private_key = "/etc/tern/key.pem"
+min_version = "TLSv1.3"
+
+[relay]
+local_domains = ["Example.COM", "mail.example.com"]
+relay_domains = ["Backup.Example.NET"]
+trusted_networks = ["192.168.0.0/16", "2001:db8::/32", "203.0.113.9"]
+
+[queue]
+directory = "/var/spool/tern"
+min_free_space = "1G"
+space_check_interval = "250ms"
+finished_retention = "2h"
+
+[log]
+format = "json"
+target = "file"
+file = "/var/log/tern.log"
+
+[control]
+socket = "/run/tern/ternd.sock"
+)";
+
+TEST(ConfigParse, EveryKeyIsRead) {
+  const auto p = parse(kEveryKey);
+  ASSERT_TRUE(p.ok()) << all_errors(p);
+  const Config& c = p.config;
+  EXPECT_EQ(c.server.hostname, "mx.example.com");
+  EXPECT_EQ(c.server.workers, 4u);
+  EXPECT_EQ(c.server.drain_timeout_ms, 10'000);
+  EXPECT_EQ(c.smtp.listen, (std::vector<std::string>{"0.0.0.0:25", "[::]:25", "[2001:db8::1]:587"}));
+  EXPECT_EQ(c.smtp.max_message_size, 10u * 1024 * 1024);
+  EXPECT_EQ(c.smtp.max_recipients, 50u);
+  EXPECT_EQ(c.smtp.max_command_line, 2048u);
+  EXPECT_EQ(c.smtp.max_line_length, 4096u);
+  EXPECT_EQ(c.smtp.max_errors, 5u);
+  EXPECT_EQ(c.smtp.max_connections, 300u);
+  EXPECT_EQ(c.smtp.max_connections_per_ip, 7u);
+  EXPECT_EQ(c.smtp.max_received_headers, 30u);
+  EXPECT_TRUE(c.smtp.allow_bare_lf);
+  EXPECT_EQ(c.smtp.command_timeout_ms, 60'000);
+  EXPECT_EQ(c.smtp.data_timeout_ms, 120'000);
+  EXPECT_EQ(c.smtp.write_timeout_ms, 45'000);
+  EXPECT_EQ(c.tls.certificate, "/etc/tern/cert.pem");
+  EXPECT_EQ(c.tls.private_key, "/etc/tern/key.pem");
+  EXPECT_EQ(c.tls.min_version, "TLSv1.3");
+  EXPECT_EQ(c.relay.local_domains, (std::vector<std::string>{"example.com", "mail.example.com"}));
+  EXPECT_EQ(c.relay.relay_domains, (std::vector<std::string>{"backup.example.net"}));
+  EXPECT_EQ(c.relay.trusted_networks, (std::vector<std::string>{"192.168.0.0/16", "2001:db8::/32", "203.0.113.9"}));
+  EXPECT_EQ(c.queue.directory, "/var/spool/tern");
+  EXPECT_EQ(c.queue.min_free_space, 1024u * 1024 * 1024);
+  EXPECT_EQ(c.queue.space_check_interval_ms, 250);
+  EXPECT_EQ(c.queue.finished_retention_ms, 2 * 3600 * 1000);
+  EXPECT_EQ(c.log.format, "json");
+  EXPECT_EQ(c.log.target, "file");
+  EXPECT_EQ(c.log.file, "/var/log/tern.log");
+  EXPECT_EQ(c.control.socket, "/run/tern/ternd.sock");
+}
+
+TEST(ConfigParse, LowestAllowedValues) {
+  const auto p = parse(R"([server]
+workers = 0
+drain_timeout = 0
+[smtp]
+max_command_line = 512
+max_line_length = 1000
+max_errors = 1
+max_recipients = 1
+max_message_size = 1
+listen = ["[::1]:65535", "192.0.2.1:1"]
+[queue]
+min_free_space = 0
+finished_retention = "0s"
+space_check_interval = "1ms"
+)");
+  ASSERT_TRUE(p.ok()) << all_errors(p);
+  EXPECT_EQ(p.config.server.drain_timeout_ms, 0);
+  EXPECT_EQ(p.config.smtp.max_message_size, 1u);
+  EXPECT_EQ(p.config.queue.min_free_space, 0u);
+  EXPECT_EQ(p.config.queue.finished_retention_ms, 0);
+  EXPECT_EQ(p.config.queue.space_check_interval_ms, 1);
+  EXPECT_EQ(p.config.smtp.listen, (std::vector<std::string>{"[::1]:65535", "192.0.2.1:1"}));
+}
+
+TEST(ConfigParse, LargestUnsignedValue) {
+  const auto p = parse("[smtp]\nmax_connections = 4294967295\n");
+  ASSERT_TRUE(p.ok()) << all_errors(p);
+  EXPECT_EQ(p.config.smtp.max_connections, 4294967295u);
+}
+
+int64_t duration_ms(const std::string& toml_value) {
+  const auto p = parse("[smtp]\ncommand_timeout = " + toml_value + "\n");
+  EXPECT_TRUE(p.ok()) << toml_value << ": " << all_errors(p);
+  return p.config.smtp.command_timeout_ms;
+}
+
+TEST(ConfigDurations, EveryForm) {
+  EXPECT_EQ(duration_ms("30"), 30'000);
+  EXPECT_EQ(duration_ms("\"250ms\""), 250);
+  EXPECT_EQ(duration_ms("\"30s\""), 30'000);
+  EXPECT_EQ(duration_ms("\"5m\""), 300'000);
+  EXPECT_EQ(duration_ms("\"2h\""), 7'200'000);
+  EXPECT_EQ(duration_ms("\"7d\""), 604'800'000);
+  EXPECT_EQ(duration_ms("\"90s\""), 90'000);
+}
+
+TEST(ConfigDurations, EveryDurationKeyAcceptsStrings) {
+  const auto p = parse(R"([server]
+drain_timeout = "1s"
+[smtp]
+command_timeout = "2s"
+data_timeout = "3s"
+write_timeout = "4s"
+[queue]
+space_check_interval = "5s"
+finished_retention = "6s"
+)");
+  ASSERT_TRUE(p.ok()) << all_errors(p);
+  EXPECT_EQ(p.config.server.drain_timeout_ms, 1000);
+  EXPECT_EQ(p.config.smtp.command_timeout_ms, 2000);
+  EXPECT_EQ(p.config.smtp.data_timeout_ms, 3000);
+  EXPECT_EQ(p.config.smtp.write_timeout_ms, 4000);
+  EXPECT_EQ(p.config.queue.space_check_interval_ms, 5000);
+  EXPECT_EQ(p.config.queue.finished_retention_ms, 6000);
+}
+
+TEST(ConfigDurations, RejectsEverythingElse) {
+  for (const char* value : {"\"\"", "\"30\"", "\"s\"", "\"1.5s\"", "\"30 s\"", "\" 30s\"", "\"30S\"", "\"5w\"",
+                            "\"-5s\"", "\"5s5\"", "-1", "1.5", "true", "[30]", "0", "\"0ms\"",
+                            "\"99999999999999999999d\"", "\"9999999999999999d\"", "9223372036854775807"}) {
+    const auto p = parse(std::string("[smtp]\ncommand_timeout = ") + value + "\n");
+    ASSERT_EQ(p.errors.size(), 1u) << value << ": " << all_errors(p);
+    EXPECT_EQ(p.errors[0].line, 2u) << value;
+    EXPECT_EQ(p.errors[0].key, "smtp.command_timeout") << value;
+    EXPECT_NE(p.errors[0].message.find("duration"), std::string::npos) << p.errors[0].message;
+  }
+}
+
+TEST(ConfigDurations, AtMostTenYears) {
+  EXPECT_EQ(duration_ms("\"3650d\""), 3650LL * 86'400'000);
+  EXPECT_EQ(duration_ms("315360000"), 3650LL * 86'400'000);
+  for (const char* value : {"\"3651d\"", "\"87601h\"", "315360001", "\"315360000001ms\""}) {
+    const auto p = parse(std::string("[queue]\nfinished_retention = ") + value + "\n");
+    ASSERT_EQ(p.errors.size(), 1u) << value;
+    EXPECT_EQ(p.errors[0].key, "queue.finished_retention");
+    EXPECT_NE(p.errors[0].message.find("at most"), std::string::npos) << p.errors[0].message;
+  }
+}
+
+TEST(ConfigDurations, ZeroOnlyWhereItMeansSomething) {
+  for (const char* key :
+       {"smtp.command_timeout", "smtp.data_timeout", "smtp.write_timeout", "queue.space_check_interval"}) {
+    const std::string_view dotted(key);
+    const auto dot = dotted.find('.');
+    std::string toml("[");
+    toml.append(dotted.substr(0, dot)).append("]\n").append(dotted.substr(dot + 1)).append(" = 0\n");
+    const auto p = parse(toml);
+    ASSERT_EQ(p.errors.size(), 1u) << key;
+    EXPECT_EQ(p.errors[0].key, dotted);
+    EXPECT_NE(p.errors[0].message.find("positive"), std::string::npos) << p.errors[0].message;
+  }
+}
+
+uint64_t size_bytes(const std::string& toml_value) {
+  const auto p = parse("[smtp]\nmax_message_size = " + toml_value + "\n");
+  EXPECT_TRUE(p.ok()) << toml_value << ": " << all_errors(p);
+  return p.config.smtp.max_message_size;
+}
+
+TEST(ConfigSizes, EveryForm) {
+  constexpr uint64_t K = 1024, M = K * K, G = M * K, T = G * K;
+  EXPECT_EQ(size_bytes("1000"), 1000u);
+  EXPECT_EQ(size_bytes("\"1000\""), 1000u);
+  EXPECT_EQ(size_bytes("\"1000B\""), 1000u);
+  EXPECT_EQ(size_bytes("\"512K\""), 512 * K);
+  EXPECT_EQ(size_bytes("\"512KB\""), 512 * K);
+  EXPECT_EQ(size_bytes("\"512KiB\""), 512 * K);
+  EXPECT_EQ(size_bytes("\"50M\""), 50 * M);
+  EXPECT_EQ(size_bytes("\"50MB\""), 50 * M);
+  EXPECT_EQ(size_bytes("\"50MiB\""), 50 * M);
+  EXPECT_EQ(size_bytes("\"50m\""), 50 * M);
+  EXPECT_EQ(size_bytes("\"2G\""), 2 * G);
+  EXPECT_EQ(size_bytes("\"2GiB\""), 2 * G);
+  EXPECT_EQ(size_bytes("\"3T\""), 3 * T);
+  EXPECT_EQ(size_bytes("\"3TB\""), 3 * T);
+  EXPECT_EQ(size_bytes("\"16777215T\""), 16777215 * T);
+}
+
+TEST(ConfigSizes, DefaultMessageSizeIsFiftyMebibytes) {
+  EXPECT_EQ(Config{}.smtp.max_message_size, size_bytes("\"50MB\""));
+}
+
+TEST(ConfigSizes, RejectsEverythingElse) {
+  for (const char* value : {"\"\"", "\"M\"", "\"50X\"", "\"50 M\"", "\"1.5M\"", "\"-1\"", "\"50MBB\"", "\"50iB\"",
+                            "\"50P\"", "\"16777216T\"", "-1", "1.5", "false", "0", "\"0M\""}) {
+    const auto p = parse(std::string("[smtp]\nmax_message_size = ") + value + "\n");
+    ASSERT_EQ(p.errors.size(), 1u) << value << ": " << all_errors(p);
+    EXPECT_EQ(p.errors[0].line, 2u) << value;
+    EXPECT_EQ(p.errors[0].key, "smtp.max_message_size") << value;
+    EXPECT_NE(p.errors[0].message.find("size"), std::string::npos) << p.errors[0].message;
+  }
+}
+
+TEST(ConfigSizes, MinFreeSpaceAcceptsStringsAndZero) {
+  auto p = parse("[queue]\nmin_free_space = \"2G\"\n");
+  ASSERT_TRUE(p.ok()) << all_errors(p);
+  EXPECT_EQ(p.config.queue.min_free_space, 2ull * 1024 * 1024 * 1024);
+  p = parse("[queue]\nmin_free_space = 0\n");
+  ASSERT_TRUE(p.ok()) << all_errors(p);
+  EXPECT_EQ(p.config.queue.min_free_space, 0u);
+}
+
+struct BadValue {
+  std::string_view toml;
+  unsigned line;
+  std::string_view key;
+  std::string_view message_part;
+};
+
+TEST(ConfigValidation, EachErrorNamesItsLineAndKey) {
+  const BadValue cases[] = {
+      {"[server]\nworkers = -1\n", 2, "server.workers", "non-negative integer"},
+      {"[server]\nworkers = 1.5\n", 2, "server.workers", "non-negative integer"},
+      {"[server]\nhostname = \"mx example\"\n", 2, "server.hostname", "host name"},
+      {"[server]\nhostname = \"\"\n", 2, "server.hostname", "host name"},
+      {"[server]\nhostname = \"mx..example.com\"\n", 2, "server.hostname", "host name"},
+      {"[server]\nhostname = 7\n", 2, "server.hostname", "must be a string"},
+      {"[server]\ndrain_timeout = \"soon\"\n", 2, "server.drain_timeout", "duration"},
+      {"\n\n[smtp]\n\nmax_errors = 0\n", 5, "smtp.max_errors", "must be a positive integer"},
+      {"[smtp]\nmax_errors = \"20\"\n", 2, "smtp.max_errors", "must be a positive integer"},
+      {"[smtp]\nmax_recipients = 4294967296\n", 2, "smtp.max_recipients", "at most 4294967295"},
+      {"[smtp]\nmax_command_line = 511\n", 2, "smtp.max_command_line", "at least 512"},
+      {"[smtp]\nmax_line_length = 999\n", 2, "smtp.max_line_length", "at least 1000"},
+      {"[smtp]\nmax_connections = 0\n", 2, "smtp.max_connections", "positive integer"},
+      {"[smtp]\nmax_connections_per_ip = 0\n", 2, "smtp.max_connections_per_ip", "positive integer"},
+      {"[smtp]\nmax_received_headers = 0\n", 2, "smtp.max_received_headers", "positive integer"},
+      {"[smtp]\nallow_bare_lf = \"yes\"\n", 2, "smtp.allow_bare_lf", "true or false"},
+      {"[smtp]\nlisten = \"127.0.0.1:25\"\n", 2, "smtp.listen", "array of strings"},
+      {"[smtp]\nlisten = []\n", 2, "smtp.listen", "at least one"},
+      {"[smtp]\nlisten = [25]\n", 2, "smtp.listen", "array of strings"},
+      {"[smtp]\nlisten = [\"127.0.0.1:25\", \"127.0.0.1:25\"]\n", 2, "smtp.listen", "listed twice"},
+      {"[smtp]\nlisten = [\n  \"127.0.0.1:25\",\n  \"127.0.0.1:0\",\n]\n", 4, "smtp.listen", "1-65535"},
+      {"[tls]\nmin_version = \"TLSv1.1\"\n", 2, "tls.min_version", "\"TLSv1.2\" or \"TLSv1.3\""},
+      {"[tls]\ncertificate = \"/c.pem\"\n", 2, "tls.private_key", "must be set"},
+      {"[tls]\nprivate_key = \"/k.pem\"\n", 2, "tls.certificate", "must be set"},
+      {"[tls]\ncertificate = \"/c.pem\"\nprivate_key = \"\"\n", 3, "tls.private_key", "must be set"},
+      {"[relay]\nlocal_domains = [\"\"]\n", 2, "relay.local_domains", "empty"},
+      {"[relay]\nrelay_domains = [\"user@example.com\"]\n", 2, "relay.relay_domains", "not a domain"},
+      {"[relay]\nlocal_domains = [\"example.com.\"]\n", 2, "relay.local_domains", "not a domain"},
+      {"[relay]\nlocal_domains = [\"[192.0.2.1]\"]\n", 2, "relay.local_domains", "not a domain"},
+      {"[relay]\nlocal_domains = \"example.com\"\n", 2, "relay.local_domains", "array of strings"},
+      {"[relay]\ntrusted_networks = [\"10.0.0.0/33\"]\n", 2, "relay.trusted_networks", "10.0.0.0/33"},
+      {"[relay]\ntrusted_networks = [\"localhost\"]\n", 2, "relay.trusted_networks", "localhost"},
+      {"[queue]\ndirectory = \"\"\n", 2, "queue.directory", "must not be empty"},
+      {"[queue]\nmin_free_space = \"lots\"\n", 2, "queue.min_free_space", "size"},
+      {"[queue]\nfinished_retention = \"-1d\"\n", 2, "queue.finished_retention", "duration"},
+      {"[log]\nformat = \"text\"\n", 2, "log.format", "\"kv\" or \"json\""},
+      {"[log]\ntarget = \"journal\"\n", 2, "log.target", "\"stderr\" or \"file\" or \"syslog\""},
+      {"[log]\ntarget = \"file\"\n", 2, "log.file", "must be set"},
+      {"[log]\ntarget = \"file\"\nfile = \"\"\n", 3, "log.file", "must be set"},
+      {"[control]\nsocket = 5\n", 2, "control.socket", "must be a string"},
+      {"[control]\nsocket = \"\"\n", 2, "control.socket", "must not be empty"},
+  };
+  for (const auto& c : cases) {
+    const auto p = parse(c.toml);
+    ASSERT_EQ(p.errors.size(), 1u) << c.toml << "\n" << all_errors(p);
+    EXPECT_EQ(p.errors[0].line, c.line) << c.toml;
+    EXPECT_EQ(p.errors[0].key, c.key) << c.toml;
+    EXPECT_NE(p.errors[0].message.find(c.message_part), std::string::npos) << c.toml << "\n" << p.errors[0].message;
+  }
+}
+
+TEST(ConfigValidation, ListenEntries) {
+  for (const char* good :
+       {"127.0.0.1:25", "0.0.0.0:2525", "[::]:25", "[::1]:587", "[2001:db8::1]:65535", "[::ffff:127.0.0.1]:25"}) {
+    const auto p = parse(std::string("[smtp]\nlisten = [\"") + good + "\"]\n");
+    EXPECT_TRUE(p.ok()) << good << ": " << all_errors(p);
+  }
+  for (const char* bad : {"127.0.0.1", "127.0.0.1:", ":25", "localhost:25", "::1:25", "[::1]25", "[::1]:",
+                          "[127.0.0.1]:25", "1.2.3.4:25x", "[::1:25", "1.2.3.4:+25", "1.2.3.4: 25", "1.2.3.4:65536",
+                          "1.2.3.4:0", "1.2.3.4:100000", "256.1.1.1:25", "", "[]:25", "[fe80::1%eth0]:25"}) {
+    const auto p = parse(std::string("[smtp]\nlisten = [\"") + bad + "\"]\n");
+    ASSERT_EQ(p.errors.size(), 1u) << "accepted \"" << bad << "\"";
+    EXPECT_EQ(p.errors[0].key, "smtp.listen");
+    EXPECT_EQ(p.errors[0].line, 2u);
+    EXPECT_NE(p.errors[0].message.find(bad), std::string::npos) << p.errors[0].message;
+  }
+}
+
+TEST(ConfigValidation, HostnameIsKeptAsWritten) {
+  const auto p = parse("[server]\nhostname = \"MX-1.Example.com\"\n");
+  ASSERT_TRUE(p.ok()) << all_errors(p);
+  EXPECT_EQ(p.config.server.hostname, "MX-1.Example.com");
+}
+
+TEST(ConfigValidation, UnknownKeyInKnownTable) {
+  const auto p = parse("[smtp]\nmax_errors = 3\nmax_error = 20\n");
+  ASSERT_EQ(p.errors.size(), 1u) << all_errors(p);
+  EXPECT_EQ(p.errors[0].line, 3u);
+  EXPECT_EQ(p.errors[0].key, "smtp.max_error");
+  EXPECT_EQ(p.errors[0].message, "unknown key");
+  EXPECT_EQ(p.config.smtp.max_errors, 3u);
+}
+
+TEST(ConfigValidation, DurationKeysUseNamesWithoutTheMsSuffix) {
+  const auto p = parse("[smtp]\ncommand_timeout_ms = 1000\n");
+  ASSERT_EQ(p.errors.size(), 1u);
+  EXPECT_EQ(p.errors[0].key, "smtp.command_timeout_ms");
+  EXPECT_EQ(p.errors[0].message, "unknown key");
+}
+
+TEST(ConfigValidation, UnknownTable) {
+  const auto p = parse("[server]\nworkers = 2\n\n[smpt]\nlisten = []\n");
+  ASSERT_EQ(p.errors.size(), 1u) << all_errors(p);
+  EXPECT_EQ(p.errors[0].line, 4u);
+  EXPECT_EQ(p.errors[0].key, "smpt");
+  EXPECT_EQ(p.errors[0].message, "unknown table");
+}
+
+TEST(ConfigValidation, UnknownSubtable) {
+  const auto p = parse("[smtp]\nmax_errors = 3\n[smtp.limits]\nx = 1\n");
+  ASSERT_EQ(p.errors.size(), 1u) << all_errors(p);
+  EXPECT_EQ(p.errors[0].line, 3u);
+  EXPECT_EQ(p.errors[0].key, "smtp.limits");
+  EXPECT_EQ(p.errors[0].message, "unknown key");
+}
+
+TEST(ConfigValidation, KeyOutsideAnyTable) {
+  const auto p = parse("hostname = \"mx.example.com\"\n");
+  ASSERT_EQ(p.errors.size(), 1u) << all_errors(p);
+  EXPECT_EQ(p.errors[0].line, 1u);
+  EXPECT_EQ(p.errors[0].key, "hostname");
+  EXPECT_NE(p.errors[0].message.find("unknown key"), std::string::npos);
+}
+
+TEST(ConfigValidation, SectionThatIsNotATable) {
+  for (const char* text : {"smtp = 5\n", "[[smtp]]\nmax_errors = 1\n"}) {
+    const auto p = parse(text);
+    ASSERT_EQ(p.errors.size(), 1u) << text << all_errors(p);
+    EXPECT_EQ(p.errors[0].line, 1u) << text;
+    EXPECT_EQ(p.errors[0].key, "smtp");
+    EXPECT_NE(p.errors[0].message.find("must be a table"), std::string::npos);
+  }
+}
+
+TEST(ConfigValidation, DottedKeysAndInlineTablesWork) {
+  const auto p = parse("smtp.max_errors = 7\ntls = { min_version = \"TLSv1.3\" }\n");
+  ASSERT_TRUE(p.ok()) << all_errors(p);
+  EXPECT_EQ(p.config.smtp.max_errors, 7u);
+  EXPECT_EQ(p.config.tls.min_version, "TLSv1.3");
+}
+
+TEST(ConfigValidation, AllErrorsAreReportedInLineOrder) {
+  const auto p = parse(R"([smtp]
+max_errors = 0
+max_command_line = 100
+listen = ["nowhere"]
+
+[tls]
+min_version = "SSLv3"
+
+[bogus]
+x = 1
+
+[log]
+format = "xml"
+target = "file"
+)");
+  ASSERT_EQ(p.errors.size(), 7u) << all_errors(p);
+  const std::pair<unsigned, std::string_view> expected[] = {
+      {2, "smtp.max_errors"}, {3, "smtp.max_command_line"}, {4, "smtp.listen"}, {7, "tls.min_version"},
+      {9, "bogus"},           {13, "log.format"},           {14, "log.file"},
+  };
+  for (size_t i = 0; i < p.errors.size(); ++i) {
+    EXPECT_EQ(p.errors[i].line, expected[i].first) << i << ": " << all_errors(p);
+    EXPECT_EQ(p.errors[i].key, expected[i].second) << i << ": " << all_errors(p);
+  }
+}
+
+TEST(ConfigValidation, EveryBadArrayElementIsReportedOnItsOwnLine) {
+  const auto p = parse(R"([relay]
+trusted_networks = [
+  "10.0.0.0/8",
+  "10.0.0.0/99",
+  "::1/128",
+  "not-a-net",
+]
+)");
+  ASSERT_EQ(p.errors.size(), 2u) << all_errors(p);
+  EXPECT_EQ(p.errors[0].line, 4u);
+  EXPECT_EQ(p.errors[1].line, 6u);
+  EXPECT_EQ(p.errors[0].key, "relay.trusted_networks");
+  EXPECT_EQ(p.errors[1].key, "relay.trusted_networks");
+}
+
+TEST(ConfigValidation, SyntaxErrorIsOneErrorWithItsLine) {
+  const auto p = parse("[smtp]\nmax_errors = 3\nmax_recipients = = 4\nmax_errors = \"x\"\n");
+  ASSERT_EQ(p.errors.size(), 1u) << all_errors(p);
+  EXPECT_EQ(p.errors[0].line, 3u);
+  EXPECT_EQ(p.errors[0].key, "");
+  EXPECT_FALSE(p.errors[0].message.empty());
+}
+
+TEST(ConfigValidation, DuplicateKeyIsASyntaxError) {
+  const auto p = parse("[smtp]\nmax_errors = 3\nmax_errors = 4\n");
+  ASSERT_EQ(p.errors.size(), 1u) << all_errors(p);
+  EXPECT_EQ(p.errors[0].line, 3u);
+}
+
+TEST(ConfigFormat, ErrorText) {
+  EXPECT_EQ(format_config_error({12, "smtp.max_errors", "must be a positive integer"}),
+            "line 12: smtp.max_errors: must be a positive integer");
+  EXPECT_EQ(format_config_error({0, "smtp.max_errors", "must be a positive integer"}),
+            "smtp.max_errors: must be a positive integer");
+  EXPECT_EQ(format_config_error({3, "", "expected a value"}), "line 3: expected a value");
+  EXPECT_EQ(format_config_error({0, "", "cannot read x"}), "cannot read x");
+}
+
+class ConfigFileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = (std::filesystem::temp_directory_path() / "tern_config_test_XXXXXX").string();
+    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+  }
+  void TearDown() override {
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+  }
+  std::filesystem::path dir_;
+};
+
+TEST_F(ConfigFileTest, LoadsAFile) {
+  const std::string path = (dir_ / "ternd.toml").string();
+  std::ofstream(path) << "[smtp]\nmax_errors = 9\n";
+  const auto p = load_config_file(path);
+  ASSERT_TRUE(p.ok()) << all_errors(p);
+  EXPECT_EQ(p.config.smtp.max_errors, 9u);
+}
+
+TEST_F(ConfigFileTest, ErrorsInAFileNameTheirLines) {
+  const std::string path = (dir_ / "ternd.toml").string();
+  std::ofstream(path) << "[smtp]\r\nmax_errors = 9\r\nmax_recipients = 0\r\n";
+  const auto p = load_config_file(path);
+  ASSERT_EQ(p.errors.size(), 1u) << all_errors(p);
+  EXPECT_EQ(format_config_error(p.errors[0]), "line 3: smtp.max_recipients: must be a positive integer");
+}
+
+TEST_F(ConfigFileTest, UnreadableFileIsOneErrorWithoutLine) {
+  const std::string path = (dir_ / "missing.toml").string();
+  const auto p = load_config_file(path);
+  ASSERT_EQ(p.errors.size(), 1u);
+  EXPECT_EQ(p.errors[0].line, 0u);
+  EXPECT_EQ(p.errors[0].key, "");
+  EXPECT_NE(p.errors[0].message.find(path), std::string::npos) << p.errors[0].message;
+  EXPECT_NE(p.errors[0].message.find("No such file"), std::string::npos) << p.errors[0].message;
+}
+
+TEST_F(ConfigFileTest, DirectoryIsUnreadable) {
+  const auto p = load_config_file(dir_.string());
+  ASSERT_EQ(p.errors.size(), 1u);
+  EXPECT_EQ(p.errors[0].line, 0u);
+}
+
+}  // namespace
+}  // namespace tern

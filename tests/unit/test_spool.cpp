@@ -1,0 +1,723 @@
+#include <gtest/gtest.h>
+#include <rocksdb/db.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <limits>
+#include <map>
+#include <random>
+#include <set>
+#include <stdexcept>
+#include <thread>
+
+#include "queue/queue_id.h"
+#include "queue/spool.h"
+
+extern char** environ;
+
+namespace tern::queue {
+namespace {
+
+constexpr int64_t kHourUs = 3'600'000'000;
+
+int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// A directory under /tmp, removed with everything in it at the end of scope.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "tern-spool-test-XXXXXX").string();
+    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+std::unique_ptr<Spool> open_spool(const std::string& dir, int64_t retention_us = kHourUs) {
+  auto spool = Spool::open(SpoolOptions{dir, retention_us});
+  if (!spool.ok()) {
+    ADD_FAILURE() << spool.error();
+    return nullptr;
+  }
+  return std::move(spool.value());
+}
+
+// The outcome of one asynchronous spool call. The promise is shared with the
+// callback so it lives until set_value() has returned, whoever finishes first.
+class Outcome {
+ public:
+  Outcome() : promise_(std::make_shared<std::promise<Status>>()), result_(promise_->get_future()) {}
+  Spool::Done callback() const {
+    return [promise = promise_](Status s) { promise->set_value(std::move(s)); };
+  }
+  Status get() { return result_.get(); }
+
+ private:
+  std::shared_ptr<std::promise<Status>> promise_;
+  std::future<Status> result_;
+};
+
+// Runs an asynchronous spool call and waits for its `done`.
+template <typename Submit>
+Status wait(Submit submit) {
+  Outcome outcome;
+  submit(outcome.callback());
+  return outcome.get();
+}
+
+Envelope make_envelope(std::string id, uint32_t body_chunks, uint64_t body_size, QueueName queue = QueueName::incoming,
+                       int64_t due_us = 0) {
+  Envelope env;
+  env.id = std::move(id);
+  env.sender = "sender@example.org";
+  env.recipients.push_back({"rcpt@example.net", notify_failure, "rfc822;rcpt@example.net", {}, ""});
+  env.arrival_us = now_us();
+  env.client_ip = "192.0.2.1";
+  env.client_helo = "client.example.org";
+  env.protocol = "ESMTP";
+  env.body_size = body_size;
+  env.body_chunks = body_chunks;
+  env.queue = queue;
+  env.next_attempt_us = due_us;
+  return env;
+}
+
+Status commit_one(Spool& spool, const Envelope& env, std::optional<std::string> last_chunk) {
+  return wait([&](Spool::Done done) { spool.commit(env, std::move(last_chunk), std::move(done)); });
+}
+
+std::string random_bytes(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::string s(n, '\0');
+  for (char& c : s) c = static_cast<char>(rng());
+  return s;
+}
+
+bool contains_id(const std::vector<Envelope>& envs, const std::string& id) {
+  return std::any_of(envs.begin(), envs.end(), [&](const Envelope& e) { return e.id == id; });
+}
+
+// Direct access to the RocksDB files, to look at what the Spool API hides
+// (orphan chunks) or to damage it the way a bug or crash could.
+class RawSpool {
+ public:
+  RawSpool(const std::string& dir, bool read_only) {
+    std::vector<std::string> names;
+    rocksdb::Status s = rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), dir, &names);
+    if (!s.ok()) throw std::runtime_error(s.ToString());
+    std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+    for (const auto& name : names) descriptors.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* db = nullptr;
+    s = read_only ? rocksdb::DB::OpenForReadOnly(rocksdb::DBOptions(), dir, descriptors, &handles, &db)
+                  : rocksdb::DB::Open(rocksdb::DBOptions(), dir, descriptors, &handles, &db);
+    if (!s.ok()) throw std::runtime_error(s.ToString());
+    db_.reset(db);
+    for (size_t i = 0; i < names.size(); ++i) handles_[names[i]] = handles[i];
+  }
+  ~RawSpool() {
+    for (auto& [name, handle] : handles_) db_->DestroyColumnFamilyHandle(handle);
+  }
+  RawSpool(const RawSpool&) = delete;
+  RawSpool& operator=(const RawSpool&) = delete;
+
+  std::vector<std::string> keys(const std::string& family) {
+    std::vector<std::string> out;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), handles_.at(family)));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) out.push_back(it->key().ToString());
+    return out;
+  }
+  void put(const std::string& family, const std::string& key, const std::string& value) {
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    ASSERT_TRUE(db_->Put(wo, handles_.at(family), key, value).ok());
+  }
+  void erase(const std::string& family, const std::string& key) {
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    ASSERT_TRUE(db_->Delete(wo, handles_.at(family), key).ok());
+  }
+
+ private:
+  std::unique_ptr<rocksdb::DB> db_;
+  std::map<std::string, rocksdb::ColumnFamilyHandle*> handles_;
+};
+
+// Key layout from spool.cpp, for building damaged entries in tests.
+std::string schedule_key(QueueName q, int64_t due_us, const std::string& id) {
+  std::string key(1, static_cast<char>(q));
+  uint64_t biased = static_cast<uint64_t>(due_us) ^ (uint64_t{1} << 63);
+  for (int i = 7; i >= 0; --i) key.push_back(static_cast<char>((biased >> (8 * i)) & 0xff));
+  return key + id;
+}
+
+std::set<std::string> ids_of_chunks(const std::vector<std::string>& chunk_keys) {
+  std::set<std::string> ids;
+  for (const auto& key : chunk_keys) ids.insert(key.substr(0, key.size() - 4));
+  return ids;
+}
+
+// ---- crash child --------------------------------------------------------
+// The crash test starts this binary again with kCrashChildEnv set; the child
+// does its writes and then dies without closing anything, before gtest runs.
+
+constexpr const char* kCrashChildEnv = "TERN_SPOOL_TEST_CRASH_CHILD_DIR";
+const std::string kIncomingId = "0000000000000A00";
+const std::string kActiveId = "0000000000000B00";
+const std::string kRetryId = "0000000000000C00";
+const std::string kOrphanId = "0000000000000D00";
+
+int crash_child(const std::string& dir) {
+  auto opened = Spool::open(SpoolOptions{dir, kHourUs});
+  if (!opened.ok()) return 10;
+  Spool& spool = *opened.value();
+  if (!commit_one(spool, make_envelope(kIncomingId, 1, 6), "A body")) return 11;
+  if (!commit_one(spool, make_envelope(kActiveId, 1, 6), "B body")) return 12;
+  if (!spool.move_sync(kActiveId, QueueName::active, now_us())) return 13;
+  if (!wait([&](Spool::Done d) { spool.append_chunk(kRetryId, 0, "C part 1, ", std::move(d)); })) return 14;
+  if (!commit_one(spool, make_envelope(kRetryId, 2, 18, QueueName::retry1, now_us() + kHourUs), "C part 2")) {
+    return 15;
+  }
+  for (uint32_t i = 0; i < 3; ++i) {
+    if (!wait([&](Spool::Done d) { spool.append_chunk(kOrphanId, i, std::string(10'000, 'o'), std::move(d)); })) {
+      return 16;
+    }
+  }
+  return 0;
+}
+
+[[maybe_unused]] const bool crash_child_ran = [] {
+  if (const char* dir = std::getenv(kCrashChildEnv)) std::_Exit(crash_child(dir));
+  return false;
+}();
+
+int run_crash_child(const std::string& dir) {
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e) env_strings.emplace_back(*e);
+  env_strings.push_back(std::string(kCrashChildEnv) + "=" + dir);
+  std::vector<char*> envp;
+  for (auto& s : env_strings) envp.push_back(s.data());
+  envp.push_back(nullptr);
+  std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+  std::vector<char*> argv{self.data(), nullptr};
+  pid_t pid = 0;
+  if (posix_spawn(&pid, self.c_str(), nullptr, nullptr, argv.data(), envp.data()) != 0) return -1;
+  int status = 0;
+  if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return -1;
+  return WEXITSTATUS(status);
+}
+
+// ---- tests ----------------------------------------------------------------
+
+TEST(SpoolTest, CommitSurvivesReopen) {
+  TempDir dir;
+  Envelope env = make_envelope(new_queue_id(), 1, 23);
+  env.message_id = "<m1@example.org>";
+  env.smtputf8 = true;
+  const std::string body = "Subject: hi\r\n\r\nHello\r\n";
+  {
+    auto spool = open_spool(dir.path());
+    ASSERT_TRUE(spool);
+    Status s = commit_one(*spool, env, body);
+    ASSERT_TRUE(s) << s.error();
+    SpoolStats stats = spool->stats();
+    EXPECT_EQ(stats.commits, 1u);
+    EXPECT_EQ(stats.wal_syncs, 1u);
+    EXPECT_EQ(stats.batches, 1u);
+  }
+  auto spool = open_spool(dir.path());
+  ASSERT_TRUE(spool);
+  EXPECT_EQ(spool->directory(), dir.path());
+  std::optional<Envelope> back = spool->get(env.id);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(*back, env);
+  auto read = spool->read_body(env.id);
+  ASSERT_TRUE(read.ok()) << read.error();
+  EXPECT_EQ(read.value(), body);
+  std::vector<Envelope> all = spool->list();
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0], env);
+}
+
+TEST(SpoolTest, ChunkedBodyOfSeveralMegabytes) {
+  TempDir dir;
+  constexpr size_t kChunk = 64 << 10;
+  const std::string body = random_bytes(5'000'000 + 123, 42);
+  const uint32_t chunks = static_cast<uint32_t>((body.size() + kChunk - 1) / kChunk);
+  Envelope env = make_envelope(new_queue_id(), chunks, body.size());
+  {
+    auto spool = open_spool(dir.path());
+    ASSERT_TRUE(spool);
+    std::atomic<int> ok{0};
+    std::atomic<int> answered{0};
+    for (uint32_t i = 0; i + 1 < chunks; ++i) {
+      spool->append_chunk(env.id, i, body.substr(i * kChunk, kChunk), [&](Status s) {
+        if (s) ++ok;
+        ++answered;
+      });
+    }
+    Status s = commit_one(*spool, env, body.substr(size_t{chunks - 1} * kChunk));
+    ASSERT_TRUE(s) << s.error();
+    // Requests are answered in order, so every append was answered before the commit.
+    EXPECT_EQ(answered.load(), static_cast<int>(chunks - 1));
+    EXPECT_EQ(ok.load(), static_cast<int>(chunks - 1));
+    EXPECT_EQ(spool->stats().chunk_writes, chunks - 1);
+    auto read = spool->read_body(env.id);
+    ASSERT_TRUE(read.ok()) << read.error();
+    EXPECT_TRUE(read.value() == body);
+  }
+  // After reopening, the chunks come from flushed tables and blob files.
+  auto spool = open_spool(dir.path());
+  ASSERT_TRUE(spool);
+  auto read = spool->read_body(env.id);
+  ASSERT_TRUE(read.ok()) << read.error();
+  EXPECT_EQ(read.value().size(), body.size());
+  EXPECT_TRUE(read.value() == body);
+}
+
+TEST(SpoolTest, CommitWithoutLastChunkUsesAppendedChunks) {
+  TempDir dir;
+  auto spool = open_spool(dir.path());
+  ASSERT_TRUE(spool);
+  std::string id = new_queue_id();
+  for (uint32_t i = 0; i < 3; ++i) {
+    ASSERT_TRUE(wait([&](Spool::Done d) { spool->append_chunk(id, i, "part" + std::to_string(i), std::move(d)); }));
+  }
+  ASSERT_TRUE(commit_one(*spool, make_envelope(id, 3, 15), std::nullopt));
+  auto read = spool->read_body(id);
+  ASSERT_TRUE(read.ok()) << read.error();
+  EXPECT_EQ(read.value(), "part0part1part2");
+}
+
+TEST(SpoolTest, DiscardRemovesChunks) {
+  TempDir dir;
+  std::string discarded = new_queue_id();
+  std::string kept = new_queue_id();
+  {
+    auto spool = open_spool(dir.path());
+    ASSERT_TRUE(spool);
+    for (uint32_t i = 0; i < 3; ++i) {
+      ASSERT_TRUE(
+          wait([&](Spool::Done d) { spool->append_chunk(discarded, i, std::string(8000, 'd'), std::move(d)); }));
+      ASSERT_TRUE(wait([&](Spool::Done d) { spool->append_chunk(kept, i, std::string(8000, 'k'), std::move(d)); }));
+    }
+    Status s = wait([&](Spool::Done d) { spool->discard(discarded, 3, std::move(d)); });
+    ASSERT_TRUE(s) << s.error();
+    // Committing over discarded chunks finds none of them.
+    ASSERT_TRUE(commit_one(*spool, make_envelope(discarded, 3, 24000), std::nullopt));
+    auto read = spool->read_body(discarded);
+    ASSERT_FALSE(read.ok());
+    EXPECT_NE(read.error().find("missing"), std::string::npos) << read.error();
+  }
+  RawSpool raw(dir.path(), /*read_only=*/true);
+  EXPECT_EQ(ids_of_chunks(raw.keys("bodies")), std::set<std::string>{kept});
+  EXPECT_EQ(raw.keys("bodies").size(), 3u);
+}
+
+TEST(SpoolTest, MoveChangesQueueAndSchedule) {
+  TempDir dir;
+  auto spool = open_spool(dir.path());
+  ASSERT_TRUE(spool);
+  const int64_t now = now_us();
+  Envelope env = make_envelope(new_queue_id(), 1, 4, QueueName::incoming, now);
+  ASSERT_TRUE(commit_one(*spool, env, "body"));
+  ASSERT_TRUE(contains_id(spool->due(QueueName::incoming, now, 10), env.id));
+
+  const int64_t retry_at = now + 5 * 60'000'000;
+  Status s = spool->move_sync(env.id, QueueName::retry1, retry_at);
+  ASSERT_TRUE(s) << s.error();
+  EXPECT_TRUE(spool->due(QueueName::incoming, std::numeric_limits<int64_t>::max(), 10).empty());
+  EXPECT_TRUE(spool->due(QueueName::retry1, retry_at - 1, 10).empty());
+  std::vector<Envelope> due = spool->due(QueueName::retry1, retry_at, 10);
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].id, env.id);
+  EXPECT_EQ(due[0].queue, QueueName::retry1);
+  EXPECT_EQ(due[0].next_attempt_us, retry_at);
+  std::optional<Envelope> stored = spool->get(env.id);
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(stored->queue, QueueName::retry1);
+  EXPECT_EQ(stored->sender, env.sender);
+  EXPECT_TRUE(spool->read_body(env.id).ok());
+
+  Status missing = spool->move_sync(new_queue_id(), QueueName::hold, 0);
+  EXPECT_FALSE(missing);
+  EXPECT_NE(missing.error().find("no such message"), std::string::npos) << missing.error();
+}
+
+TEST(SpoolTest, UpdateReplacesEnvelopeAndMovesSchedule) {
+  TempDir dir;
+  auto spool = open_spool(dir.path());
+  ASSERT_TRUE(spool);
+  Envelope env = make_envelope(new_queue_id(), 1, 4, QueueName::incoming, 100);
+  ASSERT_TRUE(commit_one(*spool, env, "body"));
+  env.queue = QueueName::hold;
+  env.next_attempt_us = 200;
+  env.attempts = 3;
+  env.last_error = "451 4.7.1 try later";
+  env.recipients[0].state = RecipientState::failed;
+  Status s = wait([&](Spool::Done d) { spool->update(env, std::move(d)); });
+  ASSERT_TRUE(s) << s.error();
+  EXPECT_EQ(spool->get(env.id), env);
+  EXPECT_TRUE(spool->due(QueueName::incoming, 1000, 10).empty());
+  EXPECT_EQ(spool->due(QueueName::hold, 1000, 10), std::vector<Envelope>{env});
+
+  Envelope changed_body = env;
+  changed_body.body_chunks = 2;
+  EXPECT_FALSE(wait([&](Spool::Done d) { spool->update(changed_body, std::move(d)); }));
+  Envelope unknown = make_envelope(new_queue_id(), 0, 0);
+  EXPECT_FALSE(wait([&](Spool::Done d) { spool->update(unknown, std::move(d)); }));
+  EXPECT_EQ(spool->get(env.id), env);
+}
+
+TEST(SpoolTest, RemoveMovesMessageToFinishedLog) {
+  TempDir dir;
+  std::string id = new_queue_id();
+  Envelope env = make_envelope(id, 2, 20000);
+  {
+    auto spool = open_spool(dir.path());
+    ASSERT_TRUE(spool);
+    ASSERT_TRUE(wait([&](Spool::Done d) { spool->append_chunk(id, 0, std::string(10000, 'x'), std::move(d)); }));
+    ASSERT_TRUE(commit_one(*spool, env, std::string(10000, 'y')));
+    const int64_t before = now_us();
+    Status s = spool->remove_sync(id, "delivered");
+    const int64_t after = now_us();
+    ASSERT_TRUE(s) << s.error();
+
+    EXPECT_FALSE(spool->get(id));
+    EXPECT_TRUE(spool->list().empty());
+    EXPECT_FALSE(spool->read_body(id).ok());
+    EXPECT_TRUE(spool->due(QueueName::incoming, std::numeric_limits<int64_t>::max(), 10).empty());
+    std::vector<FinishedRecord> log = spool->finished();
+    ASSERT_EQ(log.size(), 1u);
+    EXPECT_EQ(log[0].id, id);
+    EXPECT_EQ(log[0].reason, "delivered");
+    EXPECT_EQ(log[0].envelope, env);
+    EXPECT_GE(log[0].finished_us, before);
+    EXPECT_LE(log[0].finished_us, after);
+
+    EXPECT_FALSE(spool->remove_sync(id, "deleted"));
+    EXPECT_EQ(spool->finished().size(), 1u);
+  }
+  RawSpool raw(dir.path(), /*read_only=*/true);
+  EXPECT_TRUE(raw.keys("bodies").empty());
+  EXPECT_TRUE(raw.keys("envelopes").empty());
+  EXPECT_TRUE(raw.keys("schedule").empty());
+  EXPECT_EQ(raw.keys("finished").size(), 1u);
+}
+
+TEST(SpoolTest, RecoverAfterCrash) {
+  TempDir dir;
+  ASSERT_EQ(run_crash_child(dir.path()), 0);
+  {
+    // The crash left the orphan chunks behind, and B in active.
+    RawSpool raw(dir.path(), /*read_only=*/true);
+    std::set<std::string> chunk_owners = ids_of_chunks(raw.keys("bodies"));
+    EXPECT_EQ(chunk_owners, (std::set<std::string>{kIncomingId, kActiveId, kRetryId, kOrphanId}));
+  }
+  const int64_t before = now_us();
+  {
+    auto spool = open_spool(dir.path());
+    ASSERT_TRUE(spool);
+    ASSERT_EQ(spool->get(kActiveId)->queue, QueueName::active);
+    auto requeued = spool->recover();
+    ASSERT_TRUE(requeued.ok()) << requeued.error();
+    EXPECT_EQ(requeued.value(), 1u);
+
+    std::optional<Envelope> b = spool->get(kActiveId);
+    ASSERT_TRUE(b);
+    EXPECT_EQ(b->queue, QueueName::incoming);
+    EXPECT_GE(b->next_attempt_us, before);
+    EXPECT_LE(b->next_attempt_us, now_us());
+    EXPECT_TRUE(spool->due(QueueName::active, std::numeric_limits<int64_t>::max(), 10).empty());
+    std::vector<Envelope> incoming = spool->due(QueueName::incoming, now_us(), 10);
+    ASSERT_EQ(incoming.size(), 2u);
+    EXPECT_EQ(incoming[0].id, kIncomingId);
+    EXPECT_EQ(incoming[1].id, kActiveId);
+    std::vector<Envelope> retry = spool->due(QueueName::retry1, std::numeric_limits<int64_t>::max(), 10);
+    ASSERT_EQ(retry.size(), 1u);
+    EXPECT_EQ(retry[0].id, kRetryId);
+    EXPECT_EQ(spool->list().size(), 3u);
+    EXPECT_EQ(spool->read_body(kIncomingId).value(), "A body");
+    EXPECT_EQ(spool->read_body(kActiveId).value(), "B body");
+    EXPECT_EQ(spool->read_body(kRetryId).value(), "C part 1, C part 2");
+
+    // Recovery is idempotent.
+    auto again = spool->recover();
+    ASSERT_TRUE(again.ok()) << again.error();
+    EXPECT_EQ(again.value(), 0u);
+    EXPECT_EQ(spool->due(QueueName::incoming, now_us(), 10).size(), 2u);
+  }
+  RawSpool raw(dir.path(), /*read_only=*/true);
+  EXPECT_EQ(ids_of_chunks(raw.keys("bodies")), (std::set<std::string>{kIncomingId, kActiveId, kRetryId}));
+  EXPECT_EQ(raw.keys("bodies").size(), 4u);
+  EXPECT_EQ(raw.keys("envelopes").size(), 3u);
+  EXPECT_EQ(raw.keys("schedule").size(), 3u);
+}
+
+TEST(SpoolTest, RecoverRepairsTheScheduleIndex) {
+  TempDir dir;
+  Envelope lost_entry = make_envelope(new_queue_id(), 0, 0, QueueName::retry2, 500);
+  Envelope stale_entry = make_envelope(new_queue_id(), 0, 0, QueueName::incoming, 600);
+  std::string ghost_id = new_queue_id();
+  {
+    auto spool = open_spool(dir.path());
+    ASSERT_TRUE(spool);
+    ASSERT_TRUE(commit_one(*spool, lost_entry, std::nullopt));
+    ASSERT_TRUE(commit_one(*spool, stale_entry, std::nullopt));
+  }
+  {
+    RawSpool raw(dir.path(), /*read_only=*/false);
+    raw.erase("schedule", schedule_key(QueueName::retry2, 500, lost_entry.id));
+    raw.put("schedule", schedule_key(QueueName::hold, 600, stale_entry.id), "");
+    raw.put("schedule", schedule_key(QueueName::incoming, 1, ghost_id), "");
+    raw.put("bodies", lost_entry.id + std::string("\0\0\0\x07", 4), "chunk past body_chunks");
+  }
+  {
+    auto spool = open_spool(dir.path());
+    ASSERT_TRUE(spool);
+    auto requeued = spool->recover();
+    ASSERT_TRUE(requeued.ok()) << requeued.error();
+    EXPECT_EQ(requeued.value(), 0u);
+    EXPECT_EQ(spool->due(QueueName::retry2, 1000, 10), std::vector<Envelope>{lost_entry});
+    EXPECT_EQ(spool->due(QueueName::incoming, 1000, 10), std::vector<Envelope>{stale_entry});
+    EXPECT_TRUE(spool->due(QueueName::hold, 1000, 10).empty());
+  }
+  RawSpool raw(dir.path(), /*read_only=*/true);
+  EXPECT_EQ(raw.keys("schedule"), (std::vector<std::string>{schedule_key(QueueName::incoming, 600, stale_entry.id),
+                                                            schedule_key(QueueName::retry2, 500, lost_entry.id)}));
+  EXPECT_TRUE(raw.keys("bodies").empty());
+}
+
+TEST(SpoolTest, RecoverPurgesExpiredFinishedRecords) {
+  // Long enough that the fresh record cannot expire between its removal and
+  // recover(), even on a slow disk.
+  constexpr int64_t kRetentionUs = 500'000;
+  TempDir dir;
+  std::string old_id = new_queue_id();
+  {
+    auto spool = open_spool(dir.path(), kRetentionUs);
+    ASSERT_TRUE(spool);
+    ASSERT_TRUE(commit_one(*spool, make_envelope(old_id, 0, 0), std::nullopt));
+    ASSERT_TRUE(spool->remove_sync(old_id, "deleted"));
+  }
+  std::this_thread::sleep_for(std::chrono::microseconds(kRetentionUs + 200'000));
+  std::string fresh_id = new_queue_id();
+  {
+    auto spool = open_spool(dir.path(), kRetentionUs);
+    ASSERT_TRUE(spool);
+    ASSERT_TRUE(commit_one(*spool, make_envelope(fresh_id, 0, 0), std::nullopt));
+    ASSERT_TRUE(spool->remove_sync(fresh_id, "delivered"));
+    ASSERT_EQ(spool->finished().size(), 2u);
+    ASSERT_TRUE(spool->recover().ok());
+    std::vector<FinishedRecord> log = spool->finished();
+    ASSERT_EQ(log.size(), 1u);
+    EXPECT_EQ(log[0].id, fresh_id);
+  }
+  // A long retention keeps everything.
+  auto spool = open_spool(dir.path(), kHourUs);
+  ASSERT_TRUE(spool);
+  ASSERT_TRUE(spool->recover().ok());
+  EXPECT_EQ(spool->finished().size(), 1u);
+}
+
+TEST(SpoolTest, GroupCommitSharesSyncsAcrossConcurrentCommitters) {
+  TempDir dir;
+  constexpr int kThreads = 64;
+  constexpr int kPerThread = 10;
+  std::vector<std::vector<std::string>> ids(kThreads);
+  {
+    auto spool = open_spool(dir.path());
+    ASSERT_TRUE(spool);
+    std::atomic<int> failures{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < kPerThread; ++i) {
+          std::string id = new_queue_id();
+          Status s = commit_one(*spool, make_envelope(id, 1, id.size()), id);
+          if (!s) ++failures;
+          ids[t].push_back(id);
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(failures.load(), 0);
+    SpoolStats stats = spool->stats();
+    EXPECT_EQ(stats.commits, uint64_t{kThreads} * kPerThread);
+    EXPECT_LT(stats.wal_syncs, stats.commits);
+    EXPECT_EQ(stats.wal_syncs, stats.batches);  // every batch here held a commit
+    std::printf("group commit: %llu commits in %llu synced batches\n", static_cast<unsigned long long>(stats.commits),
+                static_cast<unsigned long long>(stats.wal_syncs));
+  }
+  auto spool = open_spool(dir.path());
+  ASSERT_TRUE(spool);
+  EXPECT_EQ(spool->list().size(), size_t{kThreads} * kPerThread);
+  for (const auto& thread_ids : ids) {
+    for (const auto& id : thread_ids) {
+      auto body = spool->read_body(id);
+      ASSERT_TRUE(body.ok()) << body.error();
+      EXPECT_EQ(body.value(), id);
+    }
+  }
+}
+
+TEST(SpoolTest, DueRespectsTimeOrderAndLimit) {
+  TempDir dir;
+  auto spool = open_spool(dir.path());
+  ASSERT_TRUE(spool);
+  const int64_t base = 1'000'000;
+  std::vector<std::string> ids(10);
+  // Submitted out of due order; due() must return them in due order.
+  for (int i : {7, 2, 9, 0, 4, 1, 8, 3, 6, 5}) {
+    ids[i] = new_queue_id();
+    ASSERT_TRUE(commit_one(*spool, make_envelope(ids[i], 0, 0, QueueName::incoming, base + i * 1000), std::nullopt));
+  }
+  std::string early = new_queue_id();
+  ASSERT_TRUE(commit_one(*spool, make_envelope(early, 0, 0, QueueName::incoming, -5), std::nullopt));
+  ASSERT_TRUE(commit_one(*spool, make_envelope(new_queue_id(), 0, 0, QueueName::retry1, 0), std::nullopt));
+
+  std::vector<Envelope> due = spool->due(QueueName::incoming, base + 4500, 100);
+  ASSERT_EQ(due.size(), 6u);
+  EXPECT_EQ(due[0].id, early);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(due[i + 1].id, ids[i]) << i;
+
+  std::vector<Envelope> limited = spool->due(QueueName::incoming, base + 4500, 3);
+  ASSERT_EQ(limited.size(), 3u);
+  EXPECT_EQ(limited[2].id, ids[1]);
+
+  EXPECT_EQ(spool->due(QueueName::incoming, base + 9000, 100).size(), 11u);
+  EXPECT_EQ(spool->due(QueueName::incoming, std::numeric_limits<int64_t>::max(), 100).size(), 11u);
+  EXPECT_EQ(spool->due(QueueName::incoming, -6, 100).size(), 0u);
+  EXPECT_EQ(spool->due(QueueName::incoming, -5, 100).size(), 1u);
+  EXPECT_TRUE(spool->due(QueueName::incoming, base + 4500, 0).empty());
+  EXPECT_TRUE(spool->due(QueueName::retry2, std::numeric_limits<int64_t>::max(), 100).empty());
+  EXPECT_EQ(spool->due(QueueName::retry1, 0, 100).size(), 1u);
+}
+
+TEST(SpoolTest, RefusesWritesThatWouldCorruptMessages) {
+  TempDir dir;
+  auto spool = open_spool(dir.path());
+  ASSERT_TRUE(spool);
+  Envelope env = make_envelope(new_queue_id(), 1, 8);
+  ASSERT_TRUE(commit_one(*spool, env, "original"));
+
+  Envelope duplicate = env;
+  duplicate.sender = "someone-else@example.org";
+  EXPECT_FALSE(commit_one(*spool, duplicate, "overwrite"));
+  EXPECT_FALSE(wait([&](Spool::Done d) { spool->append_chunk(env.id, 0, "overwrite", std::move(d)); }));
+  EXPECT_FALSE(wait([&](Spool::Done d) { spool->discard(env.id, 1, std::move(d)); }));
+  EXPECT_EQ(spool->get(env.id), env);
+  EXPECT_EQ(spool->read_body(env.id).value(), "original");
+
+  EXPECT_FALSE(commit_one(*spool, make_envelope("not-a-queue-id", 0, 0), std::nullopt));
+  EXPECT_FALSE(commit_one(*spool, make_envelope(new_queue_id(), 0, 0), "chunk without body_chunks"));
+  EXPECT_FALSE(wait([&](Spool::Done d) { spool->append_chunk("", 0, "x", std::move(d)); }));
+  EXPECT_EQ(spool->list().size(), 1u);
+  EXPECT_EQ(spool->stats().commits, 1u);
+}
+
+TEST(SpoolTest, RequestsOnOneMessageComposeWithinABatch) {
+  TempDir dir;
+  auto spool = open_spool(dir.path());
+  ASSERT_TRUE(spool);
+  // A large chunk keeps the writer busy so the following requests queue up
+  // behind it and are likely to share one batch; they must compose either way.
+  Outcome filler;
+  spool->append_chunk(new_queue_id(), 0, std::string(16 << 20, 'f'), filler.callback());
+  Envelope moved = make_envelope(new_queue_id(), 1, 1);
+  Envelope removed = make_envelope(new_queue_id(), 1, 1);
+  std::vector<Outcome> results(5);
+  spool->commit(moved, "m", results[0].callback());
+  spool->move(moved.id, QueueName::retry1, 42, results[1].callback());
+  spool->commit(removed, "r", results[2].callback());
+  spool->remove(removed.id, "deleted", results[3].callback());
+  spool->move(removed.id, QueueName::hold, 0, results[4].callback());
+  EXPECT_TRUE(filler.get());
+  for (size_t i = 0; i < 4; ++i) EXPECT_TRUE(results[i].get()) << i;
+  EXPECT_FALSE(results[4].get());  // it was removed just before
+
+  EXPECT_EQ(spool->due(QueueName::retry1, 42, 10).size(), 1u);
+  EXPECT_TRUE(spool->due(QueueName::incoming, std::numeric_limits<int64_t>::max(), 10).empty());
+  EXPECT_FALSE(spool->get(removed.id));
+  ASSERT_EQ(spool->finished().size(), 1u);
+  EXPECT_EQ(spool->finished()[0].envelope, removed);
+}
+
+TEST(SpoolTest, DestructorDrainsPendingRequests) {
+  TempDir dir;
+  constexpr int kMessages = 300;
+  std::atomic<int> ok{0};
+  std::atomic<int> answered{0};
+  {
+    auto spool = open_spool(dir.path());
+    ASSERT_TRUE(spool);
+    for (int i = 0; i < kMessages; ++i) {
+      spool->commit(make_envelope(new_queue_id(), 1, 4), "body", [&](Status s) {
+        if (s) ++ok;
+        ++answered;
+      });
+    }
+  }
+  EXPECT_EQ(answered.load(), kMessages);
+  EXPECT_EQ(ok.load(), kMessages);
+  auto spool = open_spool(dir.path());
+  ASSERT_TRUE(spool);
+  EXPECT_EQ(spool->list().size(), size_t{kMessages});
+}
+
+TEST(SpoolTest, ListIsOldestFirst) {
+  TempDir dir;
+  auto spool = open_spool(dir.path());
+  ASSERT_TRUE(spool);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 20; ++i) ids.push_back(new_queue_id());
+  // Committed newest first; listed oldest (smallest ID) first.
+  for (auto it = ids.rbegin(); it != ids.rend(); ++it) {
+    ASSERT_TRUE(commit_one(*spool, make_envelope(*it, 0, 0), std::nullopt));
+  }
+  std::vector<Envelope> listed = spool->list();
+  ASSERT_EQ(listed.size(), ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(listed[i].id, ids[i]);
+}
+
+TEST(SpoolTest, OpenFailsCleanlyOnAnUnusableDirectory) {
+  TempDir dir;
+  std::string file = dir.path() + "/not-a-directory";
+  { std::ofstream(file) << "x"; }
+  auto spool = Spool::open(SpoolOptions{file + "/spool", kHourUs});
+  EXPECT_FALSE(spool.ok());
+  EXPECT_FALSE(spool.error().empty());
+  EXPECT_FALSE(Spool::open(SpoolOptions{"", kHourUs}).ok());
+}
+
+TEST(SpoolTest, SecondOpenOfTheSameDirectoryFails) {
+  TempDir dir;
+  auto first = open_spool(dir.path());
+  ASSERT_TRUE(first);
+  auto second = Spool::open(SpoolOptions{dir.path(), kHourUs});
+  EXPECT_FALSE(second.ok());
+}
+
+}  // namespace
+}  // namespace tern::queue
