@@ -74,7 +74,7 @@ Task<IoStatus> Connection::fill(int64_t timeout_ms) {
     if (tls_->has_output()) {  // e.g. a key update answered during the read
       cipher_out_.clear();
       tls_->drain(&cipher_out_);
-      if (auto st = co_await send_raw(cipher_out_, timeout_ms); st != IoStatus::ok) co_return st;
+      if (auto st = co_await send_raw(cipher_out_, write_timeout_ms_); st != IoStatus::ok) co_return st;
     }
     if (got == TlsSession::Step::done) co_return IoStatus::ok;
     if (got == TlsSession::Step::failed) co_return IoStatus::eof;
@@ -109,7 +109,7 @@ Task<IoStatus> Connection::read_line(std::string* line, size_t max, int64_t time
       scanned = in.size();
     }
     if (has_output()) {
-      if (auto st = co_await flush(timeout_ms); st != IoStatus::ok) co_return st;
+      if (auto st = co_await flush(write_timeout_ms_); st != IoStatus::ok) co_return st;
     }
     // fill() may compact, which keeps offsets relative to buffered() intact.
     if (auto st = co_await fill(timeout_ms); st != IoStatus::ok) co_return st;

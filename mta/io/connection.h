@@ -42,6 +42,9 @@ class Connection {
   // Drops everything buffered (after STARTTLS: pipelined plaintext is an injection).
   void discard_input();
 
+  // Replies flushed by read_line() must be taken by the peer within this
+  // (a client that pipelines and never reads must not hold us forever).
+  void set_write_timeout(int64_t ms) { write_timeout_ms_ = ms; }
   void write(std::string_view s) { out_.append(s); }
   bool has_output() const { return !out_.empty(); }
   Task<IoStatus> flush(int64_t timeout_ms);
@@ -63,6 +66,7 @@ class Connection {
   std::string in_;
   size_t in_pos_ = 0;
   std::string out_;
+  int64_t write_timeout_ms_ = 300'000;
   std::unique_ptr<TlsSession> tls_;
   std::string cipher_in_;   // TLS records not yet fed
   std::string cipher_out_;  // TLS records to send

@@ -128,6 +128,7 @@ io::Task<void> Session::run() {
       break;
     }
     idle_ = !has_mail_;
+    conn_.set_write_timeout(limits().write_timeout_ms);
     auto st = co_await conn_.read_line(&line, limits().max_command_line, limits().command_timeout_ms);
     idle_ = false;
     if (st == io::IoStatus::eof && stop_requested_) {
