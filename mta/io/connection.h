@@ -49,7 +49,7 @@ class Connection {
   bool has_output() const { return !out_.empty(); }
   Task<IoStatus> flush(int64_t timeout_ms);
 
-  // Server side of a TLS handshake on this connection.
+  // A TLS handshake on this connection, server or client side as `ctx` is.
   Task<IoStatus> start_tls(std::shared_ptr<const TlsContext> ctx, int64_t timeout_ms);
   const TlsSession* tls() const { return tls_.get(); }
 

@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "mta/io/net.h"
+
 namespace tern::io {
 
 namespace {
@@ -190,6 +192,16 @@ Loop::IoAwaiter Loop::sleep(int64_t ms) {
   return a;
 }
 
+Loop::IoAwaiter Loop::connect(int fd, const Endpoint& ep, int64_t timeout_ms) {
+  IoAwaiter a;
+  a.loop = this;
+  a.fd = fd;
+  a.endpoint = &ep;
+  a.timeout_ms = timeout_ms;
+  a.kind = IoAwaiter::Kind::connect;
+  return a;
+}
+
 void Loop::RecvAwaiter::await_suspend(std::coroutine_handle<> h) {
   waiter = h;
   complete = [](Operation* op, int res, uint32_t flags) {
@@ -224,6 +236,9 @@ void Loop::IoAwaiter::await_suspend(std::coroutine_handle<> h) {
     set_timespec(&ts, timeout_ms);
     io_uring_prep_timeout(s, &ts, 0, 0);
     io_uring_sqe_set_data(s, this);
+  } else if (kind == Kind::connect) {
+    io_uring_prep_connect(s, fd, reinterpret_cast<const sockaddr*>(&endpoint->addr), endpoint->len);
+    loop->submit_with_timeout(s, this, &ts, timeout_ms);
   } else {
     io_uring_prep_send(s, fd, data.data(), data.size(), MSG_NOSIGNAL);
     loop->submit_with_timeout(s, this, &ts, timeout_ms);

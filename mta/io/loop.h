@@ -20,6 +20,8 @@
 
 namespace tern::io {
 
+struct Endpoint;
+
 // A submitted request; user_data of its SQE points here. `complete` is
 // called for every CQE (several for multishot requests).
 struct Operation {
@@ -52,6 +54,9 @@ class Loop {
   RecvAwaiter recv(int fd, std::string* sink, int64_t timeout_ms);
   IoAwaiter send(int fd, std::string_view data, int64_t timeout_ms);
   IoAwaiter sleep(int64_t ms);
+  // Connects the non-blocking socket `fd` to `ep` (which must outlive the
+  // await). Result: 0 connected, < 0 -errno.
+  IoAwaiter connect(int fd, const Endpoint& ep, int64_t timeout_ms);
 
   // Multishot accept on `fd`; `on_accept(client_fd)` for each connection
   // (client_fd < 0: an error; the accept is re-armed unless stopping).
@@ -107,8 +112,9 @@ struct Loop::IoAwaiter : Operation {
   Loop* loop;
   int fd;
   std::string_view data;
+  const Endpoint* endpoint = nullptr;
   int64_t timeout_ms;
-  enum class Kind { send, sleep } kind;
+  enum class Kind { send, sleep, connect } kind;
   __kernel_timespec ts{};
   int result = 0;
   std::coroutine_handle<> waiter;

@@ -77,6 +77,12 @@ Result<int> listen_on(const Endpoint& ep, int backlog) {
   return fd.release();
 }
 
+Result<int> client_socket(const Endpoint& ep) {
+  int fd = socket(ep.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Error{std::string("socket: ") + strerror(errno)};
+  return fd;
+}
+
 std::string peer_ip(int fd) {
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;

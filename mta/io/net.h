@@ -21,6 +21,8 @@ Result<Endpoint> parse_endpoint(std::string_view text);
 // A non-blocking listening socket with SO_REUSEPORT, so every worker loop
 // can own one and the kernel spreads connections across them.
 Result<int> listen_on(const Endpoint& ep, int backlog = 4096);
+// A non-blocking, unconnected TCP socket of ep's family (Loop::connect connects it).
+Result<int> client_socket(const Endpoint& ep);
 // The peer's IP as text ("192.0.2.1", "2001:db8::1"; IPv4-mapped shown as IPv4).
 std::string peer_ip(int fd);
 // Disables Nagle: SMTP is request/response; with delayed ACKs Nagle costs ~40 ms per reply.

@@ -1,6 +1,8 @@
 #include "mta/io/tls.h"
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
 
 namespace tern::io {
 
@@ -38,6 +40,43 @@ Result<std::shared_ptr<TlsContext>> TlsContext::create_server(const std::string&
   return ctx;
 }
 
+Result<std::shared_ptr<TlsContext>> TlsContext::create_self_signed(const std::string& hostname) {
+  auto ctx = std::make_shared<TlsContext>();
+  ctx->ctx_.reset(SSL_CTX_new(TLS_server_method()));
+  if (!ctx->ctx_) return Error{openssl_error("SSL_CTX_new")};
+  SSL_CTX* c = ctx->ctx_.get();
+  SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
+  SSL_CTX_set_options(c, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(EVP_EC_gen("P-256"), EVP_PKEY_free);
+  if (!key) return Error{openssl_error("generating the key")};
+  std::unique_ptr<X509, decltype(&X509_free)> cert(X509_new(), X509_free);
+  if (!cert) return Error{openssl_error("X509_new")};
+  X509_set_version(cert.get(), 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), 1);
+  X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600);
+  X509_gmtime_adj(X509_getm_notAfter(cert.get()), 365L * 24 * 3600);
+  X509_set_pubkey(cert.get(), key.get());
+  X509_NAME* name = X509_get_subject_name(cert.get());
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(hostname.c_str()), -1,
+                             -1, 0);
+  X509_set_issuer_name(cert.get(), name);
+  if (X509_sign(cert.get(), key.get(), EVP_sha256()) == 0) return Error{openssl_error("signing the certificate")};
+  if (SSL_CTX_use_certificate(c, cert.get()) != 1 || SSL_CTX_use_PrivateKey(c, key.get()) != 1)
+    return Error{openssl_error("installing the certificate")};
+  return ctx;
+}
+
+Result<std::shared_ptr<TlsContext>> TlsContext::create_client() {
+  auto ctx = std::make_shared<TlsContext>();
+  ctx->ctx_.reset(SSL_CTX_new(TLS_client_method()));
+  if (!ctx->ctx_) return Error{openssl_error("SSL_CTX_new")};
+  ctx->client_ = true;
+  SSL_CTX_set_min_proto_version(ctx->ctx_.get(), TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx->ctx_.get(), SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+  SSL_CTX_set_verify(ctx->ctx_.get(), SSL_VERIFY_NONE, nullptr);
+  return ctx;
+}
+
 TlsSession::TlsSession(std::shared_ptr<const TlsContext> ctx) : ctx_(std::move(ctx)) {
   ssl_.reset(SSL_new(ctx_->get()));
   in_ = BIO_new(BIO_s_mem());
@@ -47,7 +86,10 @@ TlsSession::TlsSession(std::shared_ptr<const TlsContext> ctx) : ctx_(std::move(c
   BIO_set_mem_eof_return(in_, -1);
   BIO_set_mem_eof_return(out_, -1);
   SSL_set_bio(ssl_.get(), in_, out_);
-  SSL_set_accept_state(ssl_.get());
+  if (ctx_->is_client())
+    SSL_set_connect_state(ssl_.get());
+  else
+    SSL_set_accept_state(ssl_.get());
 }
 
 void TlsSession::feed(std::string_view ciphertext) {

@@ -11,16 +11,25 @@
 
 namespace tern::io {
 
-// A server SSL_CTX with the certificate chain and key loaded. Immutable once
-// built; SIGHUP builds a new one and new sessions pick it up.
+// An SSL_CTX, server or client side. Immutable once built; SIGHUP builds a
+// new one and new sessions pick it up.
 class TlsContext {
  public:
+  // A server context with the certificate chain and key loaded from files.
   static Result<std::shared_ptr<TlsContext>> create_server(const std::string& certificate,
                                                            const std::string& private_key,
                                                            const std::string& min_version);
+  // A server context with a fresh self-signed certificate for `hostname`
+  // (test servers such as tern-sink, which must not need files).
+  static Result<std::shared_ptr<TlsContext>> create_self_signed(const std::string& hostname);
+  // A client context that does not verify the peer: SMTP's opportunistic
+  // TLS (RFC 3207 section 4.1), and load generators.
+  static Result<std::shared_ptr<TlsContext>> create_client();
   SSL_CTX* get() const { return ctx_.get(); }
+  bool is_client() const { return client_; }
 
  private:
+  bool client_ = false;
   struct CtxFree {
     void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
   };
