@@ -202,6 +202,22 @@ Loop::IoAwaiter Loop::connect(int fd, const Endpoint& ep, int64_t timeout_ms) {
   return a;
 }
 
+Loop::IoAwaiter Loop::poll(int fd, unsigned events, int64_t timeout_ms) {
+  IoAwaiter a;
+  a.loop = this;
+  a.fd = fd;
+  a.timeout_ms = timeout_ms;
+  a.poll_events = events;
+  a.kind = IoAwaiter::Kind::poll;
+  return a;
+}
+
+void Loop::cancel(Operation* op) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_cancel(s, op, 0);
+  io_uring_sqe_set_data(s, nullptr);
+}
+
 void Loop::RecvAwaiter::await_suspend(std::coroutine_handle<> h) {
   waiter = h;
   complete = [](Operation* op, int res, uint32_t flags) {
@@ -236,6 +252,9 @@ void Loop::IoAwaiter::await_suspend(std::coroutine_handle<> h) {
     set_timespec(&ts, timeout_ms);
     io_uring_prep_timeout(s, &ts, 0, 0);
     io_uring_sqe_set_data(s, this);
+  } else if (kind == Kind::poll) {
+    io_uring_prep_poll_add(s, fd, poll_events);
+    loop->submit_with_timeout(s, this, &ts, timeout_ms);
   } else if (kind == Kind::connect) {
     io_uring_prep_connect(s, fd, reinterpret_cast<const sockaddr*>(&endpoint->addr), endpoint->len);
     loop->submit_with_timeout(s, this, &ts, timeout_ms);

@@ -57,6 +57,13 @@ class Loop {
   // Connects the non-blocking socket `fd` to `ep` (which must outlive the
   // await). Result: 0 connected, < 0 -errno.
   IoAwaiter connect(int fd, const Endpoint& ep, int64_t timeout_ms);
+  // Waits until `fd` is ready for `events` (POLLIN, POLLOUT; one shot), for
+  // descriptors owned by a library that does its own I/O (c-ares).
+  // Result: the ready events (> 0), < 0 -errno (-ECANCELED on timeout or cancel()).
+  IoAwaiter poll(int fd, unsigned events, int64_t timeout_ms);
+  // Cancels one in-flight operation, e.g. a poll whose descriptor is about
+  // to be closed or a sleep that should end early; it completes with -ECANCELED.
+  void cancel(Operation* op);
 
   // Multishot accept on `fd`; `on_accept(client_fd)` for each connection
   // (client_fd < 0: an error; the accept is re-armed unless stopping).
@@ -114,7 +121,8 @@ struct Loop::IoAwaiter : Operation {
   std::string_view data;
   const Endpoint* endpoint = nullptr;
   int64_t timeout_ms;
-  enum class Kind { send, sleep, connect } kind;
+  unsigned poll_events = 0;
+  enum class Kind { send, sleep, connect, poll } kind;
   __kernel_timespec ts{};
   int result = 0;
   std::coroutine_handle<> waiter;
