@@ -1,0 +1,35 @@
+// How tern-sink stores a message (--maildir, --mbox) and what it reads from
+// one (the X-Tern-Bench-Sent stamp). Pure: no I/O.
+//
+// A stored message starts with the envelope, so tests of senders can read it
+// back: "Return-Path: <sender>" and one "X-Tern-Sink-Rcpt: <rcpt>" line per
+// recipient, then the message as received. Line ends are LF, the local
+// convention of both Maildir and mbox files.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tern::sink {
+
+struct Envelope {
+  std::string sender;  // "" for the null reverse-path
+  std::vector<std::string> recipients;
+};
+
+// One Maildir file's content.
+std::string format_maildir_message(const Envelope& env, std::string_view content);
+// One mboxrd entry: the "From " separator line (dated `unix_seconds`, UTC),
+// the envelope lines, the content with every line matching ^>*From  quoted
+// by one more '>', and the blank line that ends an entry.
+std::string format_mbox_message(const Envelope& env, std::string_view content, int64_t unix_seconds);
+// A unique Maildir file name: "<sec>.M<usec>P<pid>Q<sequence>.<hostname>".
+std::string maildir_file_name(int64_t unix_us, long pid, uint64_t sequence, std::string_view hostname);
+
+// The X-Tern-Bench-Sent stamp of the message's header section (CRLF or LF
+// lines, up to the first empty line); nullopt when absent.
+std::optional<int64_t> find_sent_stamp(std::string_view content);
+
+}  // namespace tern::sink
