@@ -6,7 +6,6 @@ namespace tern::dns {
 
 namespace {
 
-constexpr size_t kHeaderSize = 12;
 constexpr size_t kMaxNameLength = 255;
 constexpr uint16_t kClassIn = 1;
 
