@@ -1,12 +1,12 @@
-// What a lookup failure means for delivery. Result<T> (queue/result.h)
-// carries only a message; a router must also know whether to bounce or
-// retry and which enhanced status code (RFC 3463) to report, so lookups
-// return DnsResult<T>, which carries a DnsError.
+// What a lookup failure means for delivery. A plain Result<T> carries only
+// a message; a router must also know whether to bounce or retry and which
+// enhanced status code (RFC 3463) to report, so lookups return
+// DnsResult<T> = Result<T, DnsError>.
 #pragma once
 #include <string>
 #include <string_view>
-#include <utility>
-#include <variant>
+
+#include "queue/result.h"
 
 namespace tern::dns {
 
@@ -40,22 +40,6 @@ struct DnsError {
 };
 
 template <typename T>
-class DnsResult {
- public:
-  DnsResult(T value) : v_(std::move(value)) {}
-  DnsResult(DnsError e) : v_(std::move(e)) {}
-  bool ok() const { return v_.index() == 0; }
-  explicit operator bool() const { return ok(); }
-  T& value() { return std::get<0>(v_); }
-  const T& value() const { return std::get<0>(v_); }
-  T* operator->() { return &value(); }
-  const T* operator->() const { return &value(); }
-  T& operator*() { return value(); }
-  const T& operator*() const { return value(); }
-  const DnsError& error() const { return std::get<1>(v_); }
-
- private:
-  std::variant<T, DnsError> v_;
-};
+using DnsResult = Result<T, DnsError>;
 
 }  // namespace tern::dns
