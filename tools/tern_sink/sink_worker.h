@@ -1,19 +1,13 @@
-// One tern-sink worker thread: one io_uring loop, its own SO_REUSEPORT
-// listeners, the sessions it accepted and their counters. Workers share only
+// One tern-sink worker thread: an io::ServerThread whose connections run
+// sink sessions, and their counters. Workers share only
 // SinkShared, which is read-only except for the fault plan's atomic counters.
 #pragma once
-#include <atomic>
 #include <chrono>
-#include <future>
 #include <memory>
 #include <optional>
 #include <string>
-#include <thread>
-#include <unordered_set>
-#include <vector>
 
-#include "mta/io/loop.h"
-#include "mta/io/net.h"
+#include "mta/io/server_thread.h"
 #include "mta/io/tls.h"
 #include "tools/tern_sink/fault_plan.h"
 #include "tools/tern_sink/message_store.h"
@@ -39,49 +33,34 @@ struct SinkShared {
   std::string helo_reply;       // "250 <hostname>\r\n"
 };
 
-class SinkWorker {
+}  // namespace tern::sink
+
+// Instantiated once, in sink_worker.cpp, where SinkSession is complete.
+extern template class tern::io::ServerThread<tern::sink::SinkSession>;
+
+namespace tern::sink {
+
+class SinkWorker : public io::ServerThread<SinkSession> {
  public:
   SinkWorker(const SinkShared& shared, unsigned index);
-  ~SinkWorker();
-  SinkWorker(const SinkWorker&) = delete;
-  SinkWorker& operator=(const SinkWorker&) = delete;
+  ~SinkWorker() override;
 
-  // Starts the thread; returns once its loop and listeners are up (or failed).
-  Status start(const std::vector<io::Endpoint>& endpoints);
-  // Thread-safe. Stops accepting and ends every session (their reads see
-  // EOF); the loop ends when none remain.
-  void request_stop();
-  // Thread-safe. Ends the loop now, whatever is left.
-  void abandon();
-  bool finished() const { return finished_.load(std::memory_order_acquire); }
-  void join();
+  // request_stop() ends every session (their reads see EOF).
+
   // Thread-safe: a copy of the counters, taken on the loop thread while it
   // runs (nullopt if it did not answer within `wait`), or directly once the
   // thread has ended.
   std::optional<SinkStats> snapshot(std::chrono::milliseconds wait);
 
   // ---- loop thread only ----
-  io::Loop& loop() { return *loop_; }
   const SinkShared& shared() const { return shared_; }
   SinkStats& stats() { return stats_; }
-  bool stopping() const { return stopping_; }
-  void attach(SinkSession* s) { sessions_.insert(s); }
-  void detach(SinkSession* s);
 
  private:
-  void run(const std::vector<io::Endpoint>& endpoints, std::promise<Status>* ready);
-  void on_accept(int fd);
-  void begin_stop();
+  void serve(io::UniqueFd fd) override;
 
   const SinkShared& shared_;
-  unsigned index_;
-  std::unique_ptr<io::Loop> loop_;
-  std::vector<io::UniqueFd> listeners_;
-  std::unordered_set<SinkSession*> sessions_;
   SinkStats stats_;
-  bool stopping_ = false;
-  std::atomic<bool> finished_{false};
-  std::thread thread_;
 };
 
 }  // namespace tern::sink

@@ -1,0 +1,145 @@
+// One serving thread: its own io_uring loop (created on the thread, as
+// SINGLE_ISSUER requires), its own SO_REUSEPORT listeners and the sessions
+// it accepted. Stopping closes the listeners (the kernel then refuses new
+// connections) and asks every session to end; the loop ends with the last
+// one. ternd's Worker and tern-sink's SinkWorker are ServerThreads that
+// differ in what an accepted connection runs.
+//
+// A Session calls attach(this) when it starts and detach(this) when it ends,
+// and has request_stop() (loop thread).
+#pragma once
+#include <unistd.h>
+
+#include <atomic>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "mta/io/loop.h"
+#include "mta/io/net.h"
+#include "queue/result.h"
+
+namespace tern::io {
+
+template <class Session>
+class ServerThread {
+ public:
+  ServerThread(const ServerThread&) = delete;
+  ServerThread& operator=(const ServerThread&) = delete;
+
+  // Starts the thread; returns once its loop and listeners are up (or failed).
+  Status start(const std::vector<Endpoint>& endpoints) {
+    std::promise<Status> ready;
+    auto result = ready.get_future();
+    thread_ = std::thread([this, endpoints, &ready] { run(endpoints, &ready); });
+    return result.get();
+  }
+  // Thread-safe. Stop accepting and ask every session to end; the loop ends
+  // when none remain.
+  void request_stop() {
+    post([this] { begin_stop(); });
+  }
+  // Thread-safe. Ends the loop now, whatever is left.
+  void abandon() {
+    post([this] { loop_->stop(); });
+  }
+  // Thread-safe. Runs `fn` on the loop thread, if the loop is running.
+  template <class Fn>
+  void post(Fn&& fn) {
+    if (!loop_ || finished()) return;
+    loop_->post(std::forward<Fn>(fn));
+  }
+  bool finished() const { return finished_.load(std::memory_order_acquire); }
+  void join() {
+    if (thread_.joinable()) thread_.join();
+  }
+
+  // ---- loop thread only ----
+  Loop& loop() { return *loop_; }
+  unsigned index() const { return index_; }
+  bool stopping() const { return stopping_; }
+  void attach(Session* s) { sessions_.insert(s); }
+  void detach(Session* s) {
+    sessions_.erase(s);
+    if (stopping_ && sessions_.empty()) loop_->stop();
+  }
+
+ protected:
+  explicit ServerThread(unsigned index) : index_(index) {}
+  // The thread uses the derived object's members: a derived destructor must
+  // join() first. This one only covers a thread that never started.
+  virtual ~ServerThread() { join(); }
+
+  // On the loop thread, for each accepted connection while not stopping
+  // (TCP_NODELAY already set).
+  virtual void serve(UniqueFd fd) = 0;
+  // An accept failed with -`error` (EMFILE and friends): the kernel keeps the
+  // connection queued and the accept is re-armed.
+  virtual void accept_failed(int /*error*/) {}
+
+ private:
+  void run(const std::vector<Endpoint>& endpoints, std::promise<Status>* ready) {
+    auto loop = Loop::create();
+    if (!loop) {
+      finished_.store(true, std::memory_order_release);
+      ready->set_value(Error{loop.error()});
+      return;
+    }
+    loop_ = std::move(loop.value());
+    for (const auto& ep : endpoints) {
+      auto fd = listen_on(ep);
+      if (!fd) {
+        finished_.store(true, std::memory_order_release);
+        ready->set_value(Error{"worker " + std::to_string(index_) + ": " + fd.error()});
+        return;
+      }
+      listeners_.emplace_back(fd.value());
+      loop_->accept_multishot(fd.value(), [this](int client) { on_accept(client); });
+    }
+    ready->set_value(Status{});  // `ready` dies with start(); not touched after this
+    loop_->run();
+    finished_.store(true, std::memory_order_release);
+  }
+
+  void on_accept(int fd) {
+    if (fd < 0) {
+      accept_failed(-fd);
+      return;
+    }
+    if (stopping_) {
+      ::close(fd);
+      return;
+    }
+    set_nodelay(fd);
+    serve(UniqueFd(fd));
+  }
+
+  // Out of the class body: it needs Session complete, so users declare the
+  // ServerThread<Session> instantiation extern and instantiate it where
+  // Session is defined.
+  void begin_stop();
+
+  unsigned index_;
+  std::unique_ptr<Loop> loop_;
+  std::vector<UniqueFd> listeners_;
+  std::unordered_set<Session*> sessions_;
+  bool stopping_ = false;
+  std::atomic<bool> finished_{false};
+  std::thread thread_;
+};
+
+template <class Session>
+void ServerThread<Session>::begin_stop() {
+  if (stopping_) return;
+  stopping_ = true;
+  for (auto& l : listeners_) loop_->cancel_fd(l.get());
+  listeners_.clear();  // closed listeners make the kernel refuse new connections
+  for (auto* s : sessions_) s->request_stop();
+  if (sessions_.empty()) loop_->stop();
+}
+
+}  // namespace tern::io
