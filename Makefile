@@ -22,7 +22,7 @@ fuzz: deps
 	@cmake --build $(BUILD)-fuzz -j $(JOBS)
 
 bench: build
-	bench/acceptance.sh
+	/usr/bin/python3 bench/side_by_side.py --build $(BUILD) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD) $(BUILD)-fuzz

@@ -27,6 +27,8 @@ import sys
 import tempfile
 import time
 
+from loopback import free_port, wait_banner
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -50,29 +52,6 @@ def fd_count(pid):
         return len(os.listdir(f"/proc/{pid}/fd"))
     except OSError:
         return -1
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_banner(port, proc, deadline):
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                s.settimeout(2)
-                if s.recv(3) == b"220":
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.1)
-    return False
 
 
 class Opener:
@@ -240,7 +219,7 @@ file = "{work}/ternd.log"
     rc = 0
     opener = None
     try:
-        if not wait_banner(port, proc, min(deadline, time.monotonic() + 15)):
+        if not wait_banner(port, proc, min(deadline - time.monotonic(), 15)):
             log("ternd did not come up; its output:")
             out.flush()
             sys.stderr.write(open(os.path.join(work, "ternd.out")).read()[-2000:])

@@ -121,6 +121,7 @@ class Ternd:
         self.overrides = overrides or {}
         self.extra_listen = []
         self._logf = None
+        self.stopped_by_test = False
 
     # ---- configuration ----
     def config(self, port):
@@ -148,6 +149,7 @@ class Ternd:
         _require(TERND)
         attempts = 1 if keep_port else 3
         last = ""
+        self.stopped_by_test = False
         for _ in range(attempts):
             if not keep_port or self.port is None:
                 self.port = free_port()
@@ -203,6 +205,10 @@ class Ternd:
             raise AssertionError(f"ternd did not exit within {timeout}s")
 
     def stop(self, sig=None, timeout=15):
+        self.stopped_by_test = True
+        return self._stop(sig, timeout)
+
+    def _stop(self, sig=None, timeout=15):
         sig = sig or signal.SIGTERM
         if self.proc is None:
             return None
@@ -219,6 +225,7 @@ class Ternd:
         return self.proc.returncode
 
     def kill(self):
+        self.stopped_by_test = True
         self.proc.kill()
         self.proc.wait(10)
         if self._logf:
@@ -530,10 +537,15 @@ def ternd_factory(workdir, request):
     f = TerndFactory(workdir)
     yield f
     failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    crashed = []
     for t in f.instances:
-        t.stop()
-        if failed:
+        rc = t._stop()
+        if not t.stopped_by_test and rc not in (0, None):
+            crashed.append(f"ternd in {t.dir} exited with {rc} without the test asking")
+        if failed or crashed:
             print(f"\n--- ternd log ({t.dir}) ---\n{t.log()[-6000:]}")
+    if crashed:
+        pytest.fail("; ".join(crashed))
 
 
 @pytest.fixture

@@ -1,0 +1,469 @@
+#!/usr/bin/python3
+"""Side-by-side SMTP benchmark: one run, one machine, one table.
+
+For every message size and connection count asked for, it measures:
+  raw      tern-bench -> tern-sink: the physical limit of this machine
+           (no MTA in between);
+  tern     tern-bench -> ternd (durable queue) [-> tern-sink once ternd
+           delivers]: acceptance rate, and end-to-end delivery rate and p99
+           end-to-end latency as the sink sees them;
+  postfix  tern-bench -> a private Postfix instance relaying to the same
+           tern-sink: acceptance and end-to-end delivery;
+  postfix-hold  the same instance putting mail on hold: acceptance only, the
+           job ternd does while it does not deliver;
+and, with Postfix's smtp-source, the same targets again as a cross-check of
+tern-bench's own figures.
+
+Every system gets a fresh spool / instance / sink, started on free loopback
+ports and stopped afterwards; every run is bounded in messages and seconds.
+Nothing is installed unless --with-postfix is given (and Postfix is
+missing); the work directory (spools, configs, logs) is removed at the end
+unless --keep. See docs/benchmarking.md for how to read the numbers.
+"""
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from loopback import free_port, wait_banner
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+POSTFIX_INSTANCE = os.path.join(ROOT, "bench", "postfix_instance.sh")
+SMTP_SOURCE = "/usr/sbin/smtp-source"
+
+
+def log(msg):
+    print(f"side_by_side: {msg}", file=sys.stderr, flush=True)
+
+
+class Failure(Exception):
+    """A system could not be measured; the run goes on with the others."""
+
+
+def parse_size(text):
+    units = {"k": 1024, "m": 1024 * 1024}
+    t = text.strip().lower()
+    if t and t[-1] in units:
+        return int(t[:-1]) * units[t[-1]]
+    return int(t)
+
+
+def process_tree_cpu(root_pid):
+    """CPU seconds (user+system, with reaped children) of root_pid and its
+    direct children: ternd itself, or Postfix's master and its daemons."""
+    hz = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if pid == str(root_pid) or fields[1] == str(root_pid):
+            total += sum(int(x) for x in fields[11:15])
+    return total / hz
+
+
+def stop_process(proc, timeout=10.0):
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+class Sink:
+    """A tern-sink on a free port; counts are read through its JSON report,
+    which it rewrites on SIGUSR1."""
+
+    def __init__(self, tools, workdir, name):
+        self.port = free_port()
+        self.json = os.path.join(workdir, f"{name}.sink.json")
+        self.out = open(os.path.join(workdir, f"{name}.sink.out"), "w")
+        self.proc = subprocess.Popen(
+            [tools.sink, "--listen", f"127.0.0.1:{self.port}", "--json", self.json, "--quiet"],
+            stdout=self.out, stderr=subprocess.STDOUT)
+        if not wait_banner(self.port, self.proc):
+            self.stop()
+            raise Failure("tern-sink did not start")
+
+    def snapshot(self):
+        before = os.stat(self.json).st_mtime_ns if os.path.exists(self.json) else 0
+        self.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                if os.stat(self.json).st_mtime_ns != before:
+                    with open(self.json) as f:
+                        return json.load(f)
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.02)
+        raise Failure("tern-sink did not write its report")
+
+    def wait_for(self, count, timeout):
+        """Polls until the sink has `count` messages; returns (report, seconds
+        from now until the last one arrived, or None if it never did)."""
+        start = time.monotonic()
+        report = self.snapshot()
+        while report["messages"] < count and time.monotonic() - start < timeout:
+            time.sleep(0.1)
+            report = self.snapshot()
+        return report, (time.monotonic() - start) if report["messages"] >= count else None
+
+    def stop(self):
+        stop_process(self.proc)
+        self.out.close()
+
+
+class Tern:
+    delivers = False  # ternd has no delivery yet (issue 4): acceptance only
+
+    def __init__(self, tools, workdir, name, connections, sink_port):
+        self.tools = tools
+        d = os.path.join(workdir, name)
+        os.makedirs(d)
+        self.port = free_port()
+        self.socket = os.path.join(d, "ternd.sock")
+        cfg = os.path.join(d, "ternd.toml")
+        with open(cfg, "w") as f:
+            f.write(f"""[server]
+hostname = "tern.bench.test"
+drain_timeout = "5s"
+
+[smtp]
+listen = ["127.0.0.1:{self.port}"]
+max_connections_per_ip = {max(1000, connections * 2)}
+
+[relay]
+relay_domains = ["sink.test"]
+
+[queue]
+directory = "{d}/spool"
+min_free_space = "1MB"
+
+[control]
+socket = "{self.socket}"
+
+[log]
+target = "file"
+file = "{d}/ternd.log"
+""")
+        # sink_port: where relayed mail goes once ternd delivers (issue 4).
+        self.sink_port = sink_port
+        self.out = open(os.path.join(d, "ternd.out"), "w")
+        self.proc = subprocess.Popen([tools.ternd, "--config", cfg], stdout=self.out, stderr=subprocess.STDOUT)
+        if not wait_banner(self.port, self.proc):
+            self.stop()
+            raise Failure(f"ternd did not start (see {d}/ternd.out)")
+
+    def stats(self):
+        out = subprocess.run([self.tools.ternctl, "--socket", self.socket, "stats"], capture_output=True,
+                             text=True, timeout=10)
+        return {k: v for k, v in (line.split(None, 1) for line in out.stdout.splitlines() if " " in line)}
+
+    def cpu(self):
+        return process_tree_cpu(self.proc.pid)
+
+    def stop(self):
+        stop_process(self.proc)
+        self.out.close()
+
+
+class Postfix:
+    def __init__(self, workdir, name, mode, sink_port):
+        self.dir = os.path.join(workdir, name)
+        self.port = free_port()
+        self.delivers = mode == "relay"
+        args = [POSTFIX_INSTANCE, "start", self.dir, str(self.port), mode]
+        if mode == "relay":
+            args.append(str(sink_port))
+        r = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            self.stop()
+            raise Failure(f"Postfix did not start: {r.stderr.strip()}")
+        with open(os.path.join(self.dir, "spool", "pid", "master.pid")) as f:
+            self.master = int(f.read().strip())
+
+    def cpu(self):
+        return process_tree_cpu(self.master)
+
+    def stop(self):
+        subprocess.run([POSTFIX_INSTANCE, "stop", self.dir], capture_output=True, timeout=60)
+
+
+class Tools:
+    def __init__(self, build):
+        self.bench = os.path.join(build, "tools", "tern_bench", "tern-bench")
+        self.sink = os.path.join(build, "tools", "tern_sink", "tern-sink")
+        self.ternd = os.path.join(build, "mta", "ternd")
+        self.ternctl = os.path.join(build, "tools", "ternctl")
+        for p in (self.bench, self.sink, self.ternd, self.ternctl):
+            if not os.access(p, os.X_OK):
+                sys.exit(f"side_by_side: {p} is not built")
+
+
+def run_generator(args, tools, generator, port, size, connections, workdir, name):
+    """Runs the load; returns a dict with sent/accepted/seconds/latency and
+    the generator's CPU time, or raises Failure."""
+    messages = args.messages_small if size <= 10 * 1024 else args.messages_large
+    if generator == "tern-bench":
+        report = os.path.join(workdir, f"{name}.bench.json")
+        cmd = [tools.bench, "--target", f"127.0.0.1:{port}", "--messages", str(messages),
+               "--connections", str(connections), "--size", str(size), "--to", "user{n}@sink.test",
+               "--json", report, "--quiet"]
+        t0 = time.monotonic()
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=args.seconds + 60)
+        wall = time.monotonic() - t0
+        if r.returncode != 0:
+            raise Failure(f"tern-bench failed: {r.stderr.strip()}")
+        with open(report) as f:
+            rep = json.load(f)
+        return {"sent": rep["sent"], "accepted": rep["accepted"], "seconds": rep["elapsed_s"], "wall": wall,
+                "failed": rep["temp_failed"] + rep["perm_failed"] + rep["connection_errors"],
+                "p99_ms": rep["latency_ms"]["message"]["p99"],
+                "generator_cpu_pct": rep["cpu"]["percent_of_one_core"]}
+    # smtp-source: -s sessions, -m messages, -l payload length (headers
+    # excluded, so subtract what tern-bench counts as headers), -c counts.
+    cmd = [SMTP_SOURCE, "-s", str(connections), "-m", str(messages), "-l", str(max(1, size - 300)),
+           "-f", "bench@bench.test", "-t", "user@sink.test", "-M", "bench.test", f"127.0.0.1:{port}"]
+    t0 = time.monotonic()
+    usage0 = os.times()
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=args.seconds + 60)
+    wall = time.monotonic() - t0
+    usage1 = os.times()
+    if r.returncode != 0:
+        raise Failure(f"smtp-source failed: {r.stderr.strip()}")
+    cpu = (usage1.children_user - usage0.children_user) + (usage1.children_system - usage0.children_system)
+    # smtp-source reports no counts of its own: the caller counts at the server.
+    return {"sent": messages, "accepted": None, "seconds": wall, "wall": wall, "failed": None, "p99_ms": None,
+            "generator_cpu_pct": 100.0 * cpu / wall if wall > 0 else None}
+
+
+def measure(args, tools, system, generator, size, connections, workdir):
+    name = f"{system}-{generator}-{size}-{connections}"
+    row = {"system": system, "generator": generator, "size": size, "connections": connections}
+    with open("/proc/loadavg") as f:
+        row["loadavg_before"] = f.read().split()[:3]
+    sink = Sink(tools, workdir, name)
+    server = None
+    try:
+        if system == "raw":
+            port = sink.port
+        elif system == "tern":
+            server = Tern(tools, workdir, name, connections, sink.port)
+            port = server.port
+        else:
+            server = Postfix(workdir, name, "relay" if system == "postfix" else "hold", sink.port)
+            port = server.port
+        stats0 = server.stats() if isinstance(server, Tern) else None
+        cpu0 = server.cpu() if server else None
+        start = time.monotonic()
+        load = run_generator(args, tools, generator, port, size, connections, workdir, name)
+        cpu1 = server.cpu() if server else None
+        row.update(load)
+        if system == "raw":
+            rep = sink.snapshot()
+            if load["accepted"] is None:
+                load["accepted"] = row["accepted"] = rep["messages"]
+            row["delivered"] = rep["messages"]
+            row["e2e_per_s"] = rep["messages"] / row["seconds"] if row["seconds"] else None
+            row["e2e_p99_ms"] = rep.get("e2e_latency_ms", {}).get("p99")
+        else:
+            if isinstance(server, Tern):
+                stats1 = server.stats()
+                try:
+                    syncs = int(stats1["wal_syncs"]) - int(stats0["wal_syncs"])
+                    row["fsyncs_per_msg"] = syncs / row["accepted"] if row["accepted"] else None
+                except (KeyError, ValueError, TypeError):
+                    row["fsyncs_per_msg"] = None
+                if row["accepted"] is None:
+                    row["accepted"] = int(stats1["commits"]) - int(stats0["commits"])
+            elif row["accepted"] is None:
+                # smtp-source against Postfix: what the instance received.
+                if server.delivers:
+                    pass  # counted below from the sink
+                else:
+                    r = subprocess.run([POSTFIX_INSTANCE, "count", server.dir], capture_output=True, text=True,
+                                       timeout=60)
+                    row["accepted"] = int(r.stdout.strip() or 0)
+            if server.delivers:
+                target = row["accepted"] if row["accepted"] is not None else row["sent"]
+                rep, waited = sink.wait_for(target, args.delivery_timeout)
+                cpu1 = server.cpu()
+                row["delivered"] = rep["messages"]
+                if row["accepted"] is None:
+                    row["accepted"] = rep["messages"]
+                total = time.monotonic() - start if waited is None else (row["wall"] + waited)
+                row["e2e_per_s"] = rep["messages"] / total if total else None
+                row["e2e_p99_ms"] = rep.get("e2e_latency_ms", {}).get("p99")
+            if cpu0 is not None and cpu1 is not None and row["accepted"]:
+                row["server_us_per_msg"] = (cpu1 - cpu0) * 1e6 / row["accepted"]
+        if row["seconds"]:
+            row["accepted_per_s"] = row["accepted"] / row["seconds"] if row["accepted"] is not None else None
+        return row
+    finally:
+        if server:
+            server.stop()
+        sink.stop()
+
+
+def fmt(v, spec="{:.0f}"):
+    return "-" if v is None else spec.format(v)
+
+
+def print_table(rows):
+    head = ["size", "conns", "system", "generator", "accepted", "acc msg/s", "p99 ms", "delivered", "e2e msg/s",
+            "e2e p99 ms", "gen CPU%", "srv us/msg", "fsync/msg"]
+    table = [head]
+    for r in rows:
+        if "error" in r:
+            table.append([f'{r["size"] // 1024}k', str(r["connections"]), r["system"], r["generator"],
+                          "FAILED: " + r["error"]] + [""] * 8)
+            continue
+        table.append([f'{r["size"] // 1024}k', str(r["connections"]), r["system"], r["generator"],
+                      fmt(r.get("accepted"), "{}"), fmt(r.get("accepted_per_s")), fmt(r.get("p99_ms"), "{:.1f}"),
+                      fmt(r.get("delivered"), "{}"), fmt(r.get("e2e_per_s")), fmt(r.get("e2e_p99_ms"), "{:.1f}"),
+                      fmt(r.get("generator_cpu_pct")), fmt(r.get("server_us_per_msg")),
+                      fmt(r.get("fsyncs_per_msg"), "{:.3f}")])
+    widths = [max(len(row[i]) for row in table if i < len(row)) for i in range(len(head))]
+    for row in table:
+        print("  ".join(c.rjust(w) if i > 3 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
+
+
+def print_ratios(rows):
+    def find(system, generator, size, conns):
+        for r in rows:
+            if (r["system"], r["generator"], r["size"], r["connections"]) == (system, generator, size, conns):
+                return r.get("accepted_per_s")
+        return None
+
+    seen = sorted({(r["size"], r["connections"]) for r in rows})
+    for size, conns in seen:
+        raw, tern = find("raw", "tern-bench", size, conns), find("tern", "tern-bench", size, conns)
+        pf, pfh = find("postfix", "tern-bench", size, conns), find("postfix-hold", "tern-bench", size, conns)
+        parts = []
+        if raw and tern:
+            parts.append(f"tern/raw {tern / raw:.2f}")
+        if tern and pf:
+            parts.append(f"tern/postfix {tern / pf:.1f}x")
+        if tern and pfh:
+            parts.append(f"tern/postfix-hold {tern / pfh:.1f}x")
+        src, bench = find("raw", "smtp-source", size, conns), raw
+        if src and bench:
+            parts.append(f"tern-bench/smtp-source on the sink {bench / src:.2f}")
+        if parts:
+            print(f"  {size // 1024}k, {conns} connections: " + ", ".join(parts))
+
+
+def ensure_postfix(install):
+    if os.access("/usr/sbin/postfix", os.X_OK):
+        return True
+    if not install:
+        log("Postfix is not installed: its rows and smtp-source are skipped (--with-postfix installs it)")
+        return False
+    log("installing Postfix from Debian (no system configuration; the package's own instance stays stopped)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["debconf-set-selections"], input="postfix postfix/main_mailer_type select No configuration\n",
+                   text=True, check=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "postfix"], env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    subprocess.run(["postfix", "stop"], capture_output=True)
+    return os.access("/usr/sbin/postfix", os.X_OK)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="1k,100k", help="message sizes (default 1k,100k)")
+    ap.add_argument("--connections", default="10,100", help="connection counts (default 10,100)")
+    ap.add_argument("--messages-small", type=int, default=20000, help="messages per run up to 10 KiB (20000)")
+    ap.add_argument("--messages-large", type=int, default=2000, help="messages per run above 10 KiB (2000)")
+    ap.add_argument("--seconds", type=int, default=120, help="time limit per run (120)")
+    ap.add_argument("--delivery-timeout", type=int, default=120,
+                    help="how long to wait for relayed mail to reach the sink (120)")
+    ap.add_argument("--systems", default="raw,tern,postfix,postfix-hold",
+                    help="which systems (default raw,tern,postfix,postfix-hold)")
+    ap.add_argument("--no-smtp-source", action="store_true", help="skip the smtp-source cross-check")
+    ap.add_argument("--with-postfix", action="store_true", help="install Postfix from Debian if it is missing")
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"), help="CMake build directory (./build)")
+    ap.add_argument("--no-build", action="store_true", help="do not build first")
+    ap.add_argument("--tmpdir", default="/var/tmp", help="where spools go; not tmpfs (/var/tmp)")
+    ap.add_argument("--json", help="also write the rows as JSON here")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = ap.parse_args()
+
+    if not args.no_build:
+        if not os.path.exists(os.path.join(args.build, "CMakeCache.txt")):
+            subprocess.run(["cmake", "-S", ROOT, "-B", args.build, "-DCMAKE_BUILD_TYPE=Release"], check=True,
+                           stdout=subprocess.DEVNULL)
+        subprocess.run(["cmake", "--build", args.build, "-j", str(os.cpu_count()), "--target", "ternd", "ternctl",
+                        "tern-bench", "tern-sink"], check=True, stdout=subprocess.DEVNULL)
+    tools = Tools(args.build)
+    systems = [s for s in args.systems.split(",") if s]
+    for s in systems:
+        if s not in ("raw", "tern", "postfix", "postfix-hold"):
+            sys.exit(f"side_by_side: unknown system {s}")
+    have_postfix = any(s.startswith("postfix") for s in systems) and ensure_postfix(args.with_postfix)
+    if not have_postfix:
+        systems = [s for s in systems if not s.startswith("postfix")]
+    elif os.getuid() != 0:
+        log("Postfix needs root (its master drops privileges): its rows are skipped")
+        systems = [s for s in systems if not s.startswith("postfix")]
+    generators = ["tern-bench"]
+    if not args.no_smtp_source and os.access(SMTP_SOURCE, os.X_OK):
+        generators.append("smtp-source")
+
+    os.makedirs(args.tmpdir, exist_ok=True)
+    fstype = subprocess.run(["stat", "-f", "-c", "%T", args.tmpdir], capture_output=True, text=True).stdout.strip()
+    if fstype in ("tmpfs", "ramfs"):
+        sys.exit(f"side_by_side: {args.tmpdir} is {fstype}: durable queues must be measured on a disk (--tmpdir)")
+    workdir = tempfile.mkdtemp(prefix="tern-side-by-side.", dir=args.tmpdir)
+    os.chmod(workdir, 0o755)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    rows = []
+    try:
+        for size in [parse_size(s) for s in args.sizes.split(",")]:
+            for conns in [int(c) for c in args.connections.split(",")]:
+                for system in systems:
+                    for gen in generators:
+                        log(f"{size // 1024}k x {conns}: {gen} -> {system}")
+                        try:
+                            rows.append(measure(args, tools, system, gen, size, conns, workdir))
+                        except (Failure, subprocess.TimeoutExpired, OSError) as e:
+                            log(f"  not measured: {e}")
+                            rows.append({"system": system, "generator": gen, "size": size, "connections": conns,
+                                         "error": str(e)})
+    finally:
+        if args.keep:
+            log(f"work directory kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    print()
+    print(f"Side-by-side SMTP benchmark on {platform.node()}: {os.cpu_count()} CPUs, kernel {platform.release()}, "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print_table(rows)
+    print("Ratios (accepted msg/s, same run):")
+    print_ratios(rows)
+    if "tern" in systems and not Tern.delivers:
+        print("ternd does not deliver yet: its row is acceptance only (durable queue).")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"host": platform.node(), "cpus": os.cpu_count(), "kernel": platform.release(),
+                       "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rows": rows}, f, indent=2)
+    return 1 if any("error" in r for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
