@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import smtplib
 import socket
 import ssl
 import subprocess
@@ -23,6 +24,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BUILD = os.environ.get("TERN_BUILD") or os.path.join(REPO, "build")
 TERND = os.path.join(BUILD, "mta", "ternd")
 TERNCTL = os.path.join(BUILD, "tools", "ternctl")
+SINK = os.path.join(BUILD, "tools", "tern_sink", "tern-sink")
+SINK_TIMEOUT = 10.0
 
 QID_RE = re.compile(r"queued as ([0-9A-Z]{16})\b")
 DEFAULT_TIMEOUT = 10.0
@@ -561,3 +564,100 @@ def cert_pair():
         yield make_cert(d)
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------
+# tern-sink, the receiving server of the load-test kit
+# --------------------------------------------------------------------------
+
+class Sink:
+    """One tern-sink process on free loopback port(s), with its JSON report."""
+
+    def __init__(self, workdir, args=(), threads=2, listen=None):
+        self.dir = workdir
+        self.args = list(args)
+        self.threads = threads
+        self.listen = listen
+        self.json_path = os.path.join(workdir, "sink.json")
+        self.out_path = os.path.join(workdir, "sink.out")
+        self.err_path = os.path.join(workdir, "sink.err")
+        self.proc = None
+        self.port = None
+
+    def start(self):
+        assert os.access(SINK, os.X_OK), f"{SINK} not built (TERN_BUILD={BUILD})"
+        for _ in range(3):
+            self.port = free_port()
+            listen = self.listen(self.port) if self.listen else [f"127.0.0.1:{self.port}"]
+            argv = [SINK, "--threads", str(self.threads), "--json", self.json_path, *self.args]
+            for l in listen:
+                argv += ["--listen", l]
+            with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
+                self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+            try:
+                wait_until(lambda: self.proc.poll() is not None or self.output().count("listening on") == len(listen),
+                           SINK_TIMEOUT, what="tern-sink to listen")
+            except AssertionError:
+                self.proc.kill()
+                raise
+            if self.proc.poll() is None:
+                return self
+            if "in use" not in self.errors():
+                break
+        raise AssertionError(f"tern-sink did not start: rc={self.proc.returncode}\n{self.errors()}")
+
+    def output(self):
+        with open(self.out_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def errors(self):
+        with open(self.err_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def report(self):
+        """SIGUSR1, then the JSON it rewrites (written by rename: complete once it exists)."""
+        if os.path.exists(self.json_path):
+            os.unlink(self.json_path)
+        self.proc.send_signal(signal.SIGUSR1)
+        wait_until(lambda: os.path.exists(self.json_path), SINK_TIMEOUT, what="the JSON report")
+        with open(self.json_path) as f:
+            return json.load(f)
+
+    def stop(self):
+        """SIGTERM; returns (exit code, stdout)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(SINK_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+                raise AssertionError("tern-sink did not exit on SIGTERM")
+        return self.proc.returncode, self.output()
+
+    def raw(self, banner=True, host="127.0.0.1"):
+        c = RawSMTP(host, self.port, SINK_TIMEOUT)
+        if banner:
+            c.banner = c.reply()
+        return c
+
+    def smtp(self):
+        return smtplib.SMTP("127.0.0.1", self.port, timeout=SINK_TIMEOUT)
+
+
+@pytest.fixture
+def sink_factory(workdir):
+    sinks = []
+
+    def make(*args, **kw):
+        d = os.path.join(workdir, f"s{len(sinks)}")
+        os.makedirs(d)
+        s = Sink(d, args, **kw)
+        sinks.append(s)
+        return s.start()
+
+    yield make
+    for s in sinks:
+        s.stop()
+    for s in sinks:  # a sanitizer build reports here
+        assert "Sanitizer" not in s.errors() and "runtime error:" not in s.errors(), s.errors()

@@ -8,18 +8,14 @@ counted, and exits on EOF.
 """
 import json
 import os
-import re
-import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-from conftest import BUILD, free_port, make_cert, wait_until
+from conftest import BUILD, free_port
 
 BENCH = os.path.join(BUILD, "tools", "tern_bench", "tern-bench")
-SINK = os.path.join(BUILD, "tools", "tern_sink", "tern-sink")
 PYTHON = "/usr/bin/python3"
 
 SERVER = r'''
@@ -482,60 +478,9 @@ def test_ipv6_target(workdir, ternd_factory):
 
 # ------------------------------------------------------------------ tern-sink
 
-class Sink:
-    def __init__(self, workdir, *args):
-        self.port = free_port()
-        self.json = os.path.join(workdir, f"sink-{self.port}.json")
-        self.proc = subprocess.Popen([SINK, "--listen", f"127.0.0.1:{self.port}", "--json", self.json, *args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 10
-        out = ""
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            out += line
-            if "listening on" in line or not line:
-                break
-        if "listening on" not in out:
-            self.stop()
-            raise AssertionError(f"tern-sink did not start: {out}")
-
-    def report(self):
-        before = os.stat(self.json).st_mtime_ns if os.path.exists(self.json) else 0
-        self.proc.send_signal(signal.SIGUSR1)
-
-        def fresh():
-            if not os.path.exists(self.json) or os.stat(self.json).st_mtime_ns == before:
-                return None
-            try:
-                with open(self.json) as f:
-                    return json.load(f)
-            except ValueError:
-                return None
-        return wait_until(fresh, 10, what="tern-sink JSON")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
 @pytest.fixture
-def sink(workdir):
-    if not os.access(SINK, os.X_OK):
-        pytest.skip(f"{SINK} not built yet")
-    sinks = []
-
-    def start(*args):
-        s = Sink(workdir, *args)
-        sinks.append(s)
-        return s
-    yield start
-    for s in sinks:
-        s.stop()
+def sink(sink_factory):
+    return sink_factory
 
 
 @pytest.mark.parametrize("extra", [[], ["--bdat"], ["--no-pipelining"]])

@@ -8,113 +8,19 @@ import json
 import mailbox
 import os
 import re
-import signal
-import smtplib
 import ssl
 import subprocess
 import time
 
 import pytest
 
-from conftest import BUILD, RawSMTP, client_tls_context, expect, free_port, wait_until
+from conftest import SINK, SINK_TIMEOUT, client_tls_context, expect, free_port, wait_until
 
-SINK = os.path.join(BUILD, "tools", "tern_sink", "tern-sink")
-TIMEOUT = 10.0
+TIMEOUT = SINK_TIMEOUT
 MESSAGE = (b"From: a@b.test\r\nTo: x@sink.test\r\nSubject: hello\r\n\r\n"
            b"Hello.\r\n..a stuffed line\r\n")
 # What the sink counts for MESSAGE: content octets after dot-unstuffing.
 MESSAGE_OCTETS = len(MESSAGE) - 1
-
-
-class Sink:
-    def __init__(self, workdir, args=(), threads=2, listen=None):
-        self.dir = workdir
-        self.args = list(args)
-        self.threads = threads
-        self.listen = listen
-        self.json_path = os.path.join(workdir, "sink.json")
-        self.out_path = os.path.join(workdir, "sink.out")
-        self.err_path = os.path.join(workdir, "sink.err")
-        self.proc = None
-        self.port = None
-
-    def start(self):
-        assert os.access(SINK, os.X_OK), f"{SINK} not built (TERN_BUILD={BUILD})"
-        for _ in range(3):
-            self.port = free_port()
-            listen = self.listen(self.port) if self.listen else [f"127.0.0.1:{self.port}"]
-            argv = [SINK, "--threads", str(self.threads), "--json", self.json_path, *self.args]
-            for l in listen:
-                argv += ["--listen", l]
-            with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-                self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-            try:
-                wait_until(lambda: self.proc.poll() is not None or self.output().count("listening on") == len(listen),
-                           TIMEOUT, what="tern-sink to listen")
-            except AssertionError:
-                self.proc.kill()
-                raise
-            if self.proc.poll() is None:
-                return self
-            if "in use" not in self.errors():
-                break
-        raise AssertionError(f"tern-sink did not start: rc={self.proc.returncode}\n{self.errors()}")
-
-    def output(self):
-        with open(self.out_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def errors(self):
-        with open(self.err_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def report(self):
-        """SIGUSR1, then the JSON it rewrites (written by rename: complete once it exists)."""
-        if os.path.exists(self.json_path):
-            os.unlink(self.json_path)
-        self.proc.send_signal(signal.SIGUSR1)
-        wait_until(lambda: os.path.exists(self.json_path), TIMEOUT, what="the JSON report")
-        with open(self.json_path) as f:
-            return json.load(f)
-
-    def stop(self):
-        """SIGTERM; returns (exit code, stdout)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-                raise AssertionError("tern-sink did not exit on SIGTERM")
-        return self.proc.returncode, self.output()
-
-    def raw(self, banner=True, host="127.0.0.1"):
-        c = RawSMTP(host, self.port, TIMEOUT)
-        if banner:
-            c.banner = c.reply()
-        return c
-
-    def smtp(self):
-        return smtplib.SMTP("127.0.0.1", self.port, timeout=TIMEOUT)
-
-
-@pytest.fixture
-def sink_factory(workdir):
-    sinks = []
-
-    def make(*args, **kw):
-        d = os.path.join(workdir, f"s{len(sinks)}")
-        os.makedirs(d)
-        s = Sink(d, args, **kw)
-        sinks.append(s)
-        return s.start()
-
-    yield make
-    for s in sinks:
-        s.stop()
-    for s in sinks:  # a sanitizer build reports here
-        assert "Sanitizer" not in s.errors() and "runtime error:" not in s.errors(), s.errors()
 
 
 def send_message(c, rcpts=("x@sink.test",), body=MESSAGE, sender="a@b.test"):
