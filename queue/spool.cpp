@@ -300,6 +300,7 @@ struct MoveOp {
   std::string id;
   QueueName to;
   int64_t due_us;
+  bool sync = true;
 };
 struct UpdateOp {
   Envelope env;
@@ -316,8 +317,11 @@ struct Request {
 };
 
 // Body chunks and discards may be lost in a crash: recover() removes what they
-// leave behind. Everything that changes a committed message is synced.
+// leave behind. A claim lost in a crash only means the message is tried again
+// (recover() returns `active` to `incoming` anyway). Everything else that
+// changes a committed message is synced.
 bool needs_sync(const Operation& op) {
+  if (const auto* move = std::get_if<MoveOp>(&op)) return move->sync;
   return !std::holds_alternative<AppendChunkOp>(op) && !std::holds_alternative<DiscardOp>(op);
 }
 
@@ -787,6 +791,10 @@ void Spool::discard(std::string id, uint32_t chunks, Done done) {
 
 void Spool::move(std::string id, QueueName to, int64_t due_us, Done done) {
   impl_->submit(MoveOp{std::move(id), to, due_us}, std::move(done));
+}
+
+void Spool::claim(std::string id, Done done) {
+  impl_->submit(MoveOp{std::move(id), QueueName::active, 0, false}, std::move(done));
 }
 
 void Spool::update(Envelope env, Done done) {

@@ -65,6 +65,9 @@ class Spool {
   // Move a message to another queue with a new due time (schedule entry moved
   // in the same batch as the envelope). Synced.
   void move(std::string id, QueueName to, int64_t due_us, Done done);
+  // Move a message to `active` for delivery, without a WAL sync of its own:
+  // a claim lost in a crash only means the message is delivered again.
+  void claim(std::string id, Done done);
   // Replace a message's envelope (same id; schedule entry follows env.queue
   // and env.next_attempt_us). Synced.
   void update(Envelope env, Done done);
