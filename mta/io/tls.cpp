@@ -1,8 +1,10 @@
 #include "mta/io/tls.h"
 
+#include <arpa/inet.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 namespace tern::io {
 
@@ -77,6 +79,29 @@ Result<std::shared_ptr<TlsContext>> TlsContext::create_client() {
   return ctx;
 }
 
+Result<std::shared_ptr<TlsContext>> TlsContext::create_verifying_client(const std::string& ca_file) {
+  auto created = create_client();
+  if (!created) return created;
+  std::shared_ptr<TlsContext> ctx = created.value();
+  ctx->verifies_peer_ = true;
+  SSL_CTX* c = ctx->ctx_.get();
+  const int loaded = ca_file.empty() ? SSL_CTX_set_default_verify_paths(c)
+                                     : SSL_CTX_load_verify_locations(c, ca_file.c_str(), nullptr);
+  if (loaded != 1) return Error{openssl_error(ca_file.empty() ? "the default CA paths" : "CA file " + ca_file)};
+  SSL_CTX_set_verify(c, SSL_VERIFY_PEER, nullptr);
+  return ctx;
+}
+
+std::shared_ptr<const TlsContext> TlsContext::with_peer_name(std::string host) const {
+  auto ctx = std::make_shared<TlsContext>();
+  SSL_CTX_up_ref(ctx_.get());
+  ctx->ctx_.reset(ctx_.get());
+  ctx->client_ = client_;
+  ctx->verifies_peer_ = verifies_peer_;
+  ctx->peer_name_ = std::move(host);
+  return ctx;
+}
+
 TlsSession::TlsSession(std::shared_ptr<const TlsContext> ctx) : ctx_(std::move(ctx)) {
   ssl_.reset(SSL_new(ctx_->get()));
   in_ = BIO_new(BIO_s_mem());
@@ -86,6 +111,18 @@ TlsSession::TlsSession(std::shared_ptr<const TlsContext> ctx) : ctx_(std::move(c
   BIO_set_mem_eof_return(in_, -1);
   BIO_set_mem_eof_return(out_, -1);
   SSL_set_bio(ssl_.get(), in_, out_);
+  if (ctx_->is_client() && !ctx_->peer_name().empty()) {
+    const std::string& name = ctx_->peer_name();
+    in6_addr literal{};
+    const bool is_address = inet_pton(AF_INET, name.c_str(), &literal) == 1 ||
+                            inet_pton(AF_INET6, name.c_str(), &literal) == 1;
+    // RFC 6066 section 3: SNI carries host names only, never address literals.
+    if (!is_address) SSL_set_tlsext_host_name(ssl_.get(), name.c_str());
+    if (ctx_->verifies_peer()) {
+      SSL_set_hostflags(ssl_.get(), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+      SSL_set1_host(ssl_.get(), name.c_str());  // OpenSSL 3 checks an address literal as an IP SAN
+    }
+  }
   if (ctx_->is_client())
     SSL_set_connect_state(ssl_.get());
   else
@@ -113,6 +150,13 @@ TlsSession::Step TlsSession::handshake() {
   int err = SSL_get_error(ssl_.get(), rc);
   if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return Step::want_input;
   error_ = openssl_error("TLS handshake");
+  // The verification's own reason ("self-signed certificate", "hostname
+  // mismatch") says more than the handshake's alert.
+  long verify = ctx_->verifies_peer() ? SSL_get_verify_result(ssl_.get()) : X509_V_OK;
+  if (verify != X509_V_OK) {
+    error_ += ": ";
+    error_ += X509_verify_cert_error_string(verify);
+  }
   return Step::failed;
 }
 

@@ -25,11 +25,24 @@ class TlsContext {
   // A client context that does not verify the peer: SMTP's opportunistic
   // TLS (RFC 3207 section 4.1), and load generators.
   static Result<std::shared_ptr<TlsContext>> create_client();
+  // A client context that verifies the peer's chain against the PEM
+  // certificates in `ca_file`, or the system's default CA paths when it is
+  // empty (the delivery policy "verify"). The name is checked per peer: see
+  // with_peer_name().
+  static Result<std::shared_ptr<TlsContext>> create_verifying_client(const std::string& ca_file);
+  // This context (the same SSL_CTX, shared) for sessions with one peer:
+  // they send `host` as SNI and, when the context verifies, accept only a
+  // certificate issued to `host` (RFC 6125; SSL_set1_host).
+  std::shared_ptr<const TlsContext> with_peer_name(std::string host) const;
   SSL_CTX* get() const { return ctx_.get(); }
   bool is_client() const { return client_; }
+  bool verifies_peer() const { return verifies_peer_; }
+  const std::string& peer_name() const { return peer_name_; }
 
  private:
   bool client_ = false;
+  bool verifies_peer_ = false;
+  std::string peer_name_;
   struct CtxFree {
     void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
   };
