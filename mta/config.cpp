@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <climits>
 #include <cstring>
@@ -13,7 +14,10 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <span>
 
+#include "mta/text.h"
+#include "mta/delivery/hop_spec.h"
 #include "mta/relay_policy.h"
 
 namespace tern {
@@ -77,6 +81,86 @@ relay_domains = []
 # Clients in these networks may send mail to any domain.
 trusted_networks = ["127.0.0.0/8", "::1/128"]
 
+[delivery]
+# false: receive and queue only; nothing leaves.
+enabled = true
+# Port of MX hosts (and of next hops written without a port).
+smtp_port = 25
+# Outbound connections in total, and per next hop.
+max_connections = 500
+max_per_destination = 20
+# Messages per second per next hop; 0 = unlimited.
+destination_rate = 0
+# Messages one connection carries (RSET between) before it is closed.
+max_messages_per_connection = 100
+# How long an idle connection waits for more mail to the same next hop.
+connection_cache_time = "5s"
+# Outbound source address (for NAT); "" = the kernel's choice.
+bind_address = ""
+# RFC 5321 4.5.3.2 timeouts.
+connect_timeout = "30s"
+greeting_timeout = "5m"
+command_timeout = "5m"
+data_timeout = "10m"
+# STARTTLS towards other servers: "none", "may", "encrypt" or "verify".
+tls = "may"
+# CA certificates (PEM) for "verify"; "" = the system's.
+ca_file = ""
+# How often the queues are searched for due mail (new mail leaves at once).
+scan_interval = "1s"
+
+[retry]
+# After this age the remaining recipients fail.
+max_age = "5d"
+# Each retry interval is stretched by up to this percentage, so that a
+# burst of failures does not retry in lockstep.
+jitter = 10
+
+[retry.first]
+# First-level retries (0-99), every interval (0-99 minutes).
+count = 3
+interval = "5m"
+
+[retry.second]
+# Then second-level retries every interval (hours or days: "2h", "1d").
+interval = "1h"
+
+[routing]
+# The mail router (smarthost): "host", "host:port" or "[ip]:port".
+router = ""
+# AUTH credentials for the router (both or neither).
+router_user = ""
+router_password = ""
+# STARTTLS policy towards the router; "" = delivery.tls.
+router_tls = ""
+# Send every non-local recipient through the router (firewall mode).
+firewall = false
+# "Forward mail domain": all non-local mail to this host.
+forward_host = ""
+# Domains clients may ask for with ETRN (RFC 1985).
+etrn_domains = []
+# Transport table, first match wins (exact domains before "*.domain"):
+# [[routing.transport]]
+# domain = "*.corp.example"
+# next_hop = "[10.0.0.5]:25"     # or "mx:other.example", "host", "host:port"
+# tls = "encrypt"                 # optional
+# user = "u"                      # optional, with password
+# password = "p"
+
+[dns]
+# DNS servers: "ip", "ip:port" or "[ipv6]:port"; [] = /etc/resolv.conf.
+servers = []
+# Per try, and tries per server.
+timeout = "5s"
+tries = 2
+# Record sets kept in the cache (TTLs honoured); 0 disables it.
+cache_entries = 10000
+# Local host table in /etc/hosts format, checked before DNS; "" = none.
+hosts_file = ""
+# Addresses that are this server besides smtp.listen (an MX pointing at
+# one of them is a mail loop).
+local_addresses = []
+
 [queue]
 # Spool directory (RocksDB), created if missing.
 directory = "./var/spool"
@@ -100,6 +184,15 @@ file = ""
 socket = "./var/ternd.sock"
 )toml";
 
+constexpr std::array<std::string_view, 4> kTlsPolicies = {"none", "may", "encrypt", "verify"};
+// For a hop's own policy: "" takes delivery.tls.
+constexpr std::array<std::string_view, 5> kHopTlsPolicies = {"", "none", "may", "encrypt", "verify"};
+
+bool ip_address(const std::string& text) {
+  unsigned char buf[16];
+  return inet_pton(AF_INET, text.c_str(), buf) == 1 || inet_pton(AF_INET6, text.c_str(), buf) == 1;
+}
+
 // Ten years. Durations are converted to microseconds and added to clock
 // readings elsewhere; this keeps every such sum far from overflowing.
 constexpr int64_t kMaxDurationMs = 3650LL * 86'400'000;
@@ -115,22 +208,9 @@ unsigned line_of(const toml::key& name, const toml::node& node) {
   return line != 0 ? line : static_cast<unsigned>(name.source().begin.line);
 }
 
-// Built by appending: g++ 12 -O2 warns falsely (-Wrestrict) on "\"" + std::string.
-std::string quoted(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() + 2);
-  out += '"';
-  out += s;
-  out += '"';
-  return out;
-}
 
 bool is_digit(char c) {
   return c >= '0' && c <= '9';
-}
-
-char ascii_lower(char c) {
-  return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c;
 }
 
 // Non-empty decimal digits that fit in uint64_t.
@@ -267,7 +347,7 @@ class ConfigReader {
       const std::string key(name.str());
       const toml::table* table = node.as_table();
       if (key == "server" || key == "smtp" || key == "tls" || key == "relay" || key == "queue" || key == "log" ||
-          key == "control") {
+          key == "control" || key == "delivery" || key == "retry" || key == "routing" || key == "dns") {
         if (!table) {
           fail(line_of(name, node), key, "must be a table ([" + key + "])");
           continue;
@@ -291,6 +371,14 @@ class ConfigReader {
     for (auto&& [name, node] : table) {
       const std::string key = section + "." + std::string(name.str());
       lines_[key] = line_of(name, node);
+      if (key == "retry.first" || key == "retry.second") {
+        if (const toml::table* sub = node.as_table()) {
+          read_section(key, *sub);
+        } else {
+          fail(lines_[key], key, "must be a table ([" + key + "])");
+        }
+        continue;
+      }
       if (!read_key(key, node)) fail(lines_[key], key, "unknown key");
     }
   }
@@ -303,6 +391,9 @@ class ConfigReader {
     auto& relay = config_.relay;
     auto& queue = config_.queue;
     auto& log = config_.log;
+    auto& delivery = config_.delivery;
+    auto& retry = config_.retry;
+    auto& routing = config_.routing;
 
     // One line per key reads as a table.
     // clang-format off
@@ -343,6 +434,45 @@ class ConfigReader {
     else if (key == "log.target") read_choice(key, node, {"stderr", "file", "syslog"}, log.target);
     else if (key == "log.file") read_string(key, node, log.file);
 
+    else if (key == "delivery.enabled") read_bool(key, node, delivery.enabled);
+    else if (key == "delivery.smtp_port") read_port(key, node, delivery.smtp_port);
+    else if (key == "delivery.max_connections") read_count(key, node, 1, delivery.max_connections);
+    else if (key == "delivery.max_per_destination") read_count(key, node, 1, delivery.max_per_destination);
+    else if (key == "delivery.destination_rate") read_count(key, node, 0, delivery.destination_rate);
+    else if (key == "delivery.max_messages_per_connection") read_count(key, node, 1, delivery.max_messages_per_connection);
+    else if (key == "delivery.connection_cache_time") read_duration(key, node, true, delivery.connection_cache_time_ms);
+    else if (key == "delivery.bind_address") read_ip(key, node, true, delivery.bind_address);
+    else if (key == "delivery.connect_timeout") read_duration(key, node, false, delivery.connect_timeout_ms);
+    else if (key == "delivery.greeting_timeout") read_duration(key, node, false, delivery.greeting_timeout_ms);
+    else if (key == "delivery.command_timeout") read_duration(key, node, false, delivery.command_timeout_ms);
+    else if (key == "delivery.data_timeout") read_duration(key, node, false, delivery.data_timeout_ms);
+    else if (key == "delivery.tls") read_choice(key, node, kTlsPolicies, delivery.tls);
+    else if (key == "delivery.ca_file") read_string(key, node, delivery.ca_file);
+    else if (key == "delivery.scan_interval") read_duration(key, node, false, delivery.scan_interval_ms);
+
+    // The old system's ranges: 0-99 first-level retries, 0-99 minutes apart.
+    else if (key == "retry.first.count") read_bounded(key, node, 0, 99, retry.first_count);
+    else if (key == "retry.first.interval") read_duration_at_most(key, node, 99 * 60'000, "\"99m\"", retry.first_interval_ms);
+    else if (key == "retry.second.interval") read_duration(key, node, false, retry.second_interval_ms);
+    else if (key == "retry.max_age") read_duration(key, node, false, retry.max_age_ms);
+    else if (key == "retry.jitter") read_bounded(key, node, 0, 100, retry.jitter);
+
+    else if (key == "routing.router") read_hop(key, node, false, routing.router);
+    else if (key == "routing.router_user") read_string(key, node, routing.router_user);
+    else if (key == "routing.router_password") read_string(key, node, routing.router_password);
+    else if (key == "routing.router_tls") read_choice(key, node, kHopTlsPolicies, routing.router_tls);
+    else if (key == "routing.firewall") read_bool(key, node, routing.firewall);
+    else if (key == "routing.forward_host") read_hop(key, node, false, routing.forward_host);
+    else if (key == "routing.etrn_domains") read_domains(key, node, routing.etrn_domains);
+    else if (key == "routing.transport") read_transport(key, node);
+
+    else if (key == "dns.servers") read_dns_servers(key, node);
+    else if (key == "dns.timeout") read_duration(key, node, false, config_.dns.timeout_ms);
+    else if (key == "dns.tries") read_bounded(key, node, 1, 10, config_.dns.tries);
+    else if (key == "dns.cache_entries") read_count(key, node, 0, config_.dns.cache_entries);
+    else if (key == "dns.hosts_file") read_string(key, node, config_.dns.hosts_file);
+    else if (key == "dns.local_addresses") read_ips(key, node, config_.dns.local_addresses);
+
     else if (key == "control.socket") read_path(key, node, config_.control.socket);
     else return false;
     // clang-format on
@@ -363,6 +493,155 @@ class ConfigReader {
       return;
     }
     out = static_cast<unsigned>(integer->get());
+  }
+
+  void read_bounded(const std::string& key, const toml::node& node, unsigned minimum, unsigned maximum,
+                    unsigned& out) {
+    const auto* integer = node.as_integer();
+    if (!integer || integer->get() < int64_t(minimum) || integer->get() > int64_t(maximum)) {
+      fail(line_of(node), key,
+           "must be an integer from " + std::to_string(minimum) + " to " + std::to_string(maximum));
+      return;
+    }
+    out = static_cast<unsigned>(integer->get());
+  }
+
+  void read_port(const std::string& key, const toml::node& node, unsigned& out) {
+    read_bounded(key, node, 1, 65535, out);
+  }
+
+  void read_duration_at_most(const std::string& key, const toml::node& node, int64_t max_ms, std::string_view shown,
+                             int64_t& out_ms) {
+    int64_t ms = out_ms;
+    const size_t errors_before = errors_.size();
+    read_duration(key, node, true, ms);
+    if (errors_.size() != errors_before) return;
+    if (ms > max_ms) {
+      fail(line_of(node), key, "must be at most " + std::string(shown));
+      return;
+    }
+    out_ms = ms;
+  }
+
+  void read_ip(const std::string& key, const toml::node& node, bool allow_empty, std::string& out) {
+    std::string text;
+    if (!read_string(key, node, text)) return;
+    if (text.empty() && allow_empty) {
+      out.clear();
+      return;
+    }
+    if (!ip_address(text)) {
+      fail(line_of(node), key, quoted(text) + " is not an IP address");
+      return;
+    }
+    out = std::move(text);
+  }
+
+  void read_ips(const std::string& key, const toml::node& node, std::vector<std::string>& out) {
+    auto values = read_strings(key, node, [](const std::string& text) -> std::string {
+      return ip_address(text) ? std::string() : quoted(text) + " is not an IP address";
+    });
+    if (values) out = std::move(*values);
+  }
+
+  void read_dns_servers(const std::string& key, const toml::node& node) {
+    auto values = read_strings(key, node, [](const std::string& text) -> std::string {
+      if (ip_address(text)) return {};
+      if (listen_problem(text).empty()) return {};  // "ip:port", "[ipv6]:port"
+      return quoted(text) + " is not \"ip\", \"ip:port\" or \"[ipv6]:port\"";
+    });
+    if (values) config_.dns.servers = std::move(*values);
+  }
+
+  // A next hop: "host", "host:port", "[ip]:port" and, when `allow_mx`, "mx:domain".
+  bool hop_ok(const std::string& key, unsigned line, const std::string& text, bool allow_mx) {
+    if (text.empty()) return true;
+    auto spec = delivery::parse_hop_spec(text);
+    if (!spec) {
+      fail(line, key, quoted(text) + ": " + spec.error());
+      return false;
+    }
+    if (spec->mx && !allow_mx) {
+      fail(line, key, quoted(text) + ": must be a host, not \"mx:\"");
+      return false;
+    }
+    return true;
+  }
+
+  void read_hop(const std::string& key, const toml::node& node, bool allow_mx, std::string& out) {
+    std::string text;
+    if (!read_string(key, node, text)) return;
+    if (hop_ok(key, line_of(node), text, allow_mx)) out = std::move(text);
+  }
+
+  // [[routing.transport]] entries: domain, next_hop, and optionally tls,
+  // user and password.
+  void read_transport(const std::string& key, const toml::node& node) {
+    const auto* array = node.as_array();
+    if (!array) {
+      fail(line_of(node), key, "must be an array of tables ([[routing.transport]])");
+      return;
+    }
+    std::vector<Config::TransportRule> rules;
+    for (const toml::node& element : *array) {
+      const toml::table* entry = element.as_table();
+      const unsigned line = line_of(element) != 0 ? line_of(element) : line_of(node);
+      if (!entry) {
+        fail(line, key, "must be an array of tables ([[routing.transport]])");
+        return;
+      }
+      Config::TransportRule rule;
+      bool ok = true;
+      for (auto&& [name, value] : *entry) {
+        const std::string field = key + "." + std::string(name.str());
+        const unsigned field_line = line_of(name, value);
+        std::string text;
+        if (!value.as_string()) {
+          fail(field_line, field, name.str() == "domain" || name.str() == "next_hop" || name.str() == "tls" ||
+                                          name.str() == "user" || name.str() == "password"
+                                      ? "must be a string"
+                                      : "unknown key");
+          ok = false;
+          continue;
+        }
+        text = value.as_string()->get();
+        if (name.str() == "domain") {
+          std::string_view bare = text;
+          if (bare.starts_with("*.")) bare.remove_prefix(2);
+          if (!plausible_domain(bare)) {
+            fail(field_line, field, quoted(text) + " is not a domain or \"*.domain\"");
+            ok = false;
+          }
+          rule.domain = ascii_lower(text);
+        } else if (name.str() == "next_hop") {
+          ok = hop_ok(field, field_line, text, true) && ok;
+          rule.next_hop = text;
+        } else if (name.str() == "tls") {
+          if (std::find(kTlsPolicies.begin(), kTlsPolicies.end(), text) == kTlsPolicies.end()) {
+            fail(field_line, field, "must be \"none\", \"may\", \"encrypt\" or \"verify\"");
+            ok = false;
+          }
+          rule.tls = text;
+        } else if (name.str() == "user") {
+          rule.user = text;
+        } else if (name.str() == "password") {
+          rule.password = text;
+        } else {
+          fail(field_line, field, "unknown key");
+          ok = false;
+        }
+      }
+      if (rule.domain.empty() || rule.next_hop.empty()) {
+        fail(line, key, "every entry needs domain and next_hop");
+        ok = false;
+      }
+      if (rule.user.empty() != rule.password.empty()) {
+        fail(line, key, "user and password go together");
+        ok = false;
+      }
+      if (ok) rules.push_back(std::move(rule));
+    }
+    config_.routing.transport = std::move(rules);
   }
 
   void read_duration(const std::string& key, const toml::node& node, bool allow_zero, int64_t& out_ms) {
@@ -432,6 +711,11 @@ class ConfigReader {
   }
 
   void read_choice(const std::string& key, const toml::node& node, std::initializer_list<std::string_view> choices,
+                   std::string& out) {
+    read_choice(key, node, std::span<const std::string_view>(choices.begin(), choices.size()), out);
+  }
+
+  void read_choice(const std::string& key, const toml::node& node, std::span<const std::string_view> choices,
                    std::string& out) {
     std::string value;
     if (!read_string(key, node, value)) return;
@@ -536,6 +820,14 @@ class ConfigReader {
     if (tls.certificate.empty() && !tls.private_key.empty()) {
       fail(line_for("tls.certificate", "tls.private_key"), "tls.certificate",
            "must be set when tls.private_key is set");
+    }
+    const auto& routing = config_.routing;
+    if (routing.router_user.empty() != routing.router_password.empty()) {
+      fail(line_for("routing.router_user", "routing.router_password"), "routing.router_user",
+           "routing.router_user and routing.router_password go together");
+    }
+    if (routing.firewall && routing.router.empty()) {
+      fail(line_for("routing.firewall", "routing.router"), "routing.firewall", "needs routing.router");
     }
     if (config_.log.target == "file" && config_.log.file.empty()) {
       fail(line_for("log.file", "log.target"), "log.file", "must be set when log.target is \"file\"");

@@ -46,6 +46,55 @@ struct Config {
     std::vector<std::string> trusted_networks{"127.0.0.0/8", "::1/128"};
   } relay;
 
+  struct Delivery {
+    bool enabled = true;                       // false: receive and queue only
+    unsigned smtp_port = 25;                   // port of MX hosts (tests use another)
+    unsigned max_connections = 500;            // outbound, in total
+    unsigned max_per_destination = 20;         // connections per next hop
+    unsigned destination_rate = 0;             // messages/s per next hop; 0 = unlimited
+    unsigned max_messages_per_connection = 100;
+    int64_t connection_cache_time_ms = 5'000;  // idle connections wait this long for more mail
+    std::string bind_address;                  // outbound source IP; "" = the kernel's choice
+    int64_t connect_timeout_ms = 30'000;
+    int64_t greeting_timeout_ms = 300'000;     // RFC 5321 §4.5.3.2.1
+    int64_t command_timeout_ms = 300'000;
+    int64_t data_timeout_ms = 600'000;         // content and the final reply (§4.5.3.2.6: 10 minutes)
+    std::string tls = "may";                   // "none", "may", "encrypt", "verify"
+    std::string ca_file;                       // PEM CAs for "verify"; "" = the system's
+    int64_t scan_interval_ms = 1'000;          // how often due mail is looked for
+  } delivery;
+  struct Retry {
+    unsigned first_count = 3;                        // retry.first.count, 0..99
+    int64_t first_interval_ms = 5 * 60'000;          // retry.first.interval, 0..99 minutes
+    int64_t second_interval_ms = 3'600'000;          // retry.second.interval
+    int64_t max_age_ms = 5LL * 86'400'000;           // then the recipients fail
+    unsigned jitter = 10;                            // percent an interval may be stretched
+  } retry;
+  struct TransportRule {
+    std::string domain;    // "example.test" or "*.example.test"
+    std::string next_hop;  // see mta/delivery/hop_spec.h
+    std::string tls;       // "" = delivery.tls
+    std::string user;
+    std::string password;
+  };
+  struct Routing {
+    std::string router;           // the mail router (smarthost): "host[:port]" or "[ip]:port"
+    std::string router_user;
+    std::string router_password;
+    std::string router_tls;       // "" = delivery.tls
+    bool firewall = false;        // every non-local recipient through the router
+    std::string forward_host;     // "forward mail domain": all non-local mail to this host
+    std::vector<std::string> etrn_domains;
+    std::vector<TransportRule> transport;
+  } routing;
+  struct Dns {
+    std::vector<std::string> servers;  // "ip", "ip:port", "[ipv6]:port"; empty: /etc/resolv.conf
+    int64_t timeout_ms = 5'000;
+    unsigned tries = 2;
+    unsigned cache_entries = 10'000;
+    std::string hosts_file;                    // /etc/hosts format, overrides DNS
+    std::vector<std::string> local_addresses;  // more addresses that are us (MX loop detection)
+  } dns;
   struct Queue {
     std::string directory = "./var/spool";
     uint64_t min_free_space = 104'857'600;    // bytes; below it new transactions get 452 4.3.1

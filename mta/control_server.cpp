@@ -77,7 +77,8 @@ std::string header_section(const std::string& body) {
 
 }  // namespace
 
-ControlServer::ControlServer(queue::Spool& spool, StatsSource stats) : spool_(spool), stats_(std::move(stats)) {}
+ControlServer::ControlServer(queue::Spool& spool, StatsSource stats, DeliveryControls delivery)
+    : spool_(spool), stats_(std::move(stats)), delivery_(std::move(delivery)) {}
 
 ControlServer::~ControlServer() {
   stop_ = true;
@@ -154,6 +155,22 @@ std::string ControlServer::handle(const std::string& request_line) {
   if (cmd == "hold" || cmd == "release" || cmd == "delete") {
     if (args.empty()) return "error usage: " + cmd + " ID...\n";
     return move_all(args, cmd);
+  }
+  if (cmd == "flush") {
+    if (args.size() > 1) return "error usage: flush [ID|DOMAIN|@DOMAIN]\n";
+    if (!delivery_.flush) return "error delivery is disabled (delivery.enabled = false)\n";
+    const size_t n = delivery_.flush(args.empty() ? std::string() : args[0]);
+    return "ok\n" + std::to_string(n) + " message" + (n == 1 ? "" : "s") + " to be tried now\n";
+  }
+  if (cmd == "hold-domain" || cmd == "release-domain") {
+    if (args.size() != 1) return "error usage: " + cmd + " DOMAIN\n";
+    if (!delivery_.hold_domain) return "error delivery is disabled (delivery.enabled = false)\n";
+    const bool hold = cmd == "hold-domain";
+    Result<size_t> r = delivery_.hold_domain(args[0], hold);
+    if (!r) return "error " + r.error() + "\n";
+    if (hold) return "ok\n" + args[0] + ": held\n";
+    return "ok\n" + args[0] + ": released, " + std::to_string(r.value()) + " message" + (r.value() == 1 ? "" : "s") +
+           " back in incoming\n";
   }
   if (cmd == "stats") {
     auto s = spool_.stats();

@@ -19,7 +19,14 @@ class ControlServer {
  public:
   // Extra counters for `ternctl stats` (e.g. open connections).
   using StatsSource = std::function<std::vector<std::pair<std::string, uint64_t>>()>;
-  ControlServer(queue::Spool& spool, StatsSource stats);
+  // What ternctl asks of the delivery engine; empty when ternd does not deliver.
+  struct DeliveryControls {
+    // flush [TARGET]: makes matching mail due now; how many messages.
+    std::function<size_t(const std::string& target)> flush;
+    // hold-domain / release-domain D: how many messages were released.
+    std::function<Result<size_t>(const std::string& domain, bool hold)> hold_domain;
+  };
+  ControlServer(queue::Spool& spool, StatsSource stats, DeliveryControls delivery);
   ~ControlServer();
   Status start(const std::string& socket_path);
 
@@ -34,6 +41,7 @@ class ControlServer {
 
   queue::Spool& spool_;
   StatsSource stats_;
+  DeliveryControls delivery_;
   std::string path_;
   io::UniqueFd listen_fd_;
   std::atomic<bool> stop_{false};

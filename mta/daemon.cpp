@@ -6,12 +6,15 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <future>
 #include <memory>
 #include <thread>
 #include <vector>
 
 #include "mta/config.h"
 #include "mta/control_server.h"
+#include "mta/delivery/delivery_engine.h"
+#include "mta/delivery/engine_config.h"
 #include "mta/log.h"
 #include "mta/server_context.h"
 #include "mta/storage_guard.h"
@@ -116,6 +119,19 @@ int run_daemon(const std::string& config_path) {
   StorageGuard storage(config.queue.directory, config.queue.min_free_space, config.queue.space_check_interval_ms);
   ServerContext ctx{*spool.value(), storage};
 
+  std::unique_ptr<delivery::DeliveryEngine> engine;
+  if (config.delivery.enabled) {
+    auto engine_settings = delivery::engine_settings(config, settings.value()->hostname, endpoints);
+    if (!engine_settings) return fatal(engine_settings.error());
+    auto started = delivery::DeliveryEngine::start(*spool.value(), std::move(engine_settings.value()));
+    if (!started) return fatal("delivery: " + started.error());
+    engine = std::move(started.value());
+    ctx.queued = [e = engine.get()] { e->wake(); };
+    ctx.flush = [e = engine.get()](std::string target, std::function<void(size_t)> done) {
+      e->flush(std::move(target), std::move(done));
+    };
+  }
+
   unsigned n_workers = config.server.workers ? config.server.workers : std::max(1u, std::thread::hardware_concurrency());
   std::vector<std::unique_ptr<Worker>> workers;
   for (unsigned i = 0; i < n_workers; ++i) {
@@ -128,9 +144,26 @@ int run_daemon(const std::string& config_path) {
   }
   for (const auto& ep : endpoints) log::event("listening", {{"address", ep.text}});
 
-  ControlServer control(*spool.value(), [&ctx] {
-    return std::vector<std::pair<std::string, uint64_t>>{{"connections", ctx.limiter.total()}};
-  });
+  ControlServer::DeliveryControls delivery_controls;
+  if (engine) {
+    // The control thread may block: it waits for the engine's answer.
+    delivery_controls.flush = [e = engine.get()](const std::string& target) {
+      auto answer = std::make_shared<std::promise<size_t>>();
+      auto result = answer->get_future();
+      e->flush(target, [answer](size_t n) { answer->set_value(n); });
+      return result.get();
+    };
+    delivery_controls.hold_domain = [e = engine.get()](const std::string& domain, bool hold) {
+      auto answer = std::make_shared<std::promise<Result<size_t>>>();
+      auto result = answer->get_future();
+      e->hold_domain(domain, hold, [answer](Result<size_t> r) { answer->set_value(std::move(r)); });
+      return result.get();
+    };
+  }
+  ControlServer control(
+      *spool.value(),
+      [&ctx] { return std::vector<std::pair<std::string, uint64_t>>{{"connections", ctx.limiter.total()}}; },
+      std::move(delivery_controls));
   if (auto st = control.start(config.control.socket); !st) {
     for (auto& w : workers) w->abandon();
     for (auto& w : workers) w->join();
@@ -185,6 +218,15 @@ int run_daemon(const std::string& config_path) {
     for (auto& w : workers) w->abandon();
   }
   for (auto& w : workers) w->join();
+  if (engine) {
+    // Connections end after their current transaction, within what is left
+    // of the drain time; unfinished messages stay in `active` for recovery.
+    engine->stop();
+    while (!engine->finished() && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (!engine->finished()) engine->abandon();
+    engine.reset();
+  }
   // The spool goes first: its writer may still complete requests of
   // abandoned sessions, which post to the loops the workers still own.
   spool.value().reset();

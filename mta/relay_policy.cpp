@@ -6,34 +6,15 @@
 #include <cstring>
 #include <optional>
 
+#include "mta/text.h"
+
 namespace tern {
 namespace {
 
 constexpr unsigned char kMappedPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
-std::string ascii_lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : char(c); });
-  return out;
-}
 
-// Built by appending: g++ 12 -O2 warns falsely (-Wrestrict) on "\"" + std::string.
-std::string quoted(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() + 2);
-  out += '"';
-  out += s;
-  out += '"';
-  return out;
-}
 
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](unsigned char x, unsigned char y) {
-           auto lower = [](unsigned char c) { return c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c; };
-           return lower(x) == lower(y);
-         });
-}
 
 // An address without prefix, in the family it really belongs to: an
 // IPv4-mapped IPv6 address is an IPv4 client that reached a dual-stack
@@ -150,17 +131,17 @@ bool RelayPolicy::is_trusted(std::string_view client_ip) const {
 }
 
 bool RelayPolicy::is_local_domain(std::string_view domain) const {
-  return std::any_of(local_.begin(), local_.end(), [&](const std::string& d) { return iequals(d, domain); });
+  return std::any_of(local_.begin(), local_.end(), [&](const std::string& d) { return ascii_iequals(d, domain); });
 }
 
 bool RelayPolicy::is_relay_domain(std::string_view domain) const {
-  return std::any_of(relay_.begin(), relay_.end(), [&](const std::string& d) { return iequals(d, domain); });
+  return std::any_of(relay_.begin(), relay_.end(), [&](const std::string& d) { return ascii_iequals(d, domain); });
 }
 
 RelayPolicy::Decision RelayPolicy::decide(std::string_view client_ip, const smtp::Address& rcpt) const {
   if (rcpt.domain.empty()) {
     // RFC 5321 §4.5.1: <postmaster> without a domain must always be accepted.
-    return iequals(rcpt.local_part, "postmaster") ? Decision::local : Decision::denied;
+    return ascii_iequals(rcpt.local_part, "postmaster") ? Decision::local : Decision::denied;
   }
   const bool trusted = is_trusted(client_ip);
   std::string_view domain = rcpt.domain;

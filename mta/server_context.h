@@ -2,6 +2,7 @@
 // spool, the storage guard, connection limits and the stop flag.
 #pragma once
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -63,6 +64,14 @@ struct ServerContext {
   StorageGuard& storage;
   ConnectionLimiter limiter;
   std::atomic<bool> stopping{false};
+  // Called (thread-safe) after each message is committed: wakes the
+  // delivery engine so new mail leaves at once, not at the next scan. Set
+  // before the workers start; empty when ternd does not deliver.
+  std::function<void()> queued;
+  // ETRN: makes the mail for a target due now (delivery::DeliveryEngine::
+  // flush); `done(n)` is called on another thread. Empty when ternd does
+  // not deliver.
+  std::function<void(std::string target, std::function<void(size_t)> done)> flush;
 };
 
 }  // namespace tern

@@ -22,6 +22,9 @@ void usage(FILE* out) {
       "  hold ID...            move messages to the hold queue\n"
       "  release ID...         move held messages back to the incoming queue\n"
       "  delete ID...          remove messages without notice\n"
+      "  flush [TARGET]        try now: message ID, DOMAIN, @DOMAIN (with subdomains), or all waiting mail\n"
+      "  hold-domain DOMAIN    keep mail for DOMAIN queued (in hold) until released\n"
+      "  release-domain DOMAIN deliver DOMAIN's mail again; its held messages go back to incoming\n"
       "  stats                 spool and connection counters\n"
       "The socket defaults to ./var/ternd.sock (the embedded configuration's).\n",
       out);

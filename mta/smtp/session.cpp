@@ -2,7 +2,9 @@
 
 #include <chrono>
 
+#include "mta/text.h"
 #include "mta/log.h"
+#include "mta/smtp/domain_syntax.h"
 #include "mta/smtp/received.h"
 #include "mta/spool_await.h"
 #include "mta/worker.h"
@@ -168,6 +170,8 @@ io::Task<Session::Next> Session::dispatch(const Command& cmd) {
       co_return co_await bdat(cmd);
     case Verb::starttls:
       co_return co_await starttls(cmd);
+    case Verb::etrn:
+      co_return co_await etrn(cmd);
     case Verb::rset:
       if (!cmd.argument.empty()) co_return fail(501, "5.5.4", "Syntax: RSET");
       reset_transaction();
@@ -194,7 +198,6 @@ io::Task<Session::Next> Session::dispatch(const Command& cmd) {
     case Verb::soml:
     case Verb::turn:
     case Verb::auth:
-    case Verb::etrn:
       co_return fail(502, "5.5.1", std::string(verb_name(cmd.verb)) + " command not implemented");
     case Verb::unknown:
       break;
@@ -221,6 +224,7 @@ Session::Next Session::ehlo(const Command& cmd, bool extended) {
   r += "250-ENHANCEDSTATUSCODES\r\n";
   r += "250-SMTPUTF8\r\n";
   r += "250-DSN\r\n";
+  if (!settings_->config.routing.etrn_domains.empty()) r += "250-ETRN\r\n";
   if (settings_->tls && !conn_.tls()) r += "250-STARTTLS\r\n";
   r += "250 CHUNKING\r\n";
   conn_.write(r);
@@ -380,9 +384,42 @@ io::Task<void> Session::finish_content() {
                           {"from", "<" + logged.sender + ">"}, {"nrcpt", logged.recipients.size()},
                           {"size", reader_->size()}, {"proto", logged.protocol},
                           {"message_id", logged.message_id}});
+  if (worker_.context().queued) worker_.context().queued();
   reply(250, "2.0.0", "Ok: queued as " + queue_id_);
   chunks_written_ = 0;  // committed: nothing to discard any more
   reset_transaction();
+}
+
+// RFC 1985: a client that holds mail for a domain asks for it now. Allowed
+// for the domains in routing.etrn_domains; "@domain" includes subdomains;
+// named queues ("#queue") are not supported.
+io::Task<Session::Next> Session::etrn(const Command& cmd) {
+  if (has_mail_) co_return fail(503, "5.5.1", "ETRN not allowed during a mail transaction");
+  std::string_view node = cmd.argument;
+  if (node.empty()) co_return fail(501, "5.5.4", "Syntax: ETRN domain");
+  const std::string shown(node);
+  if (node.front() == '#') co_return fail(458, "4.3.0", "Unable to queue messages for node " + shown);
+  const bool subdomains = node.front() == '@';
+  if (subdomains) node.remove_prefix(1);
+  if (!detail::valid_domain(node, false)) co_return fail(501, "5.5.4", "Syntax: ETRN domain");
+  const std::string domain = ascii_lower(node);
+  const auto& allowed = settings_->config.routing.etrn_domains;
+  if (std::find(allowed.begin(), allowed.end(), domain) == allowed.end()) {
+    log::event("etrn_refused", {{"client", client_ip_}, {"node", shown}});
+    co_return fail(459, "4.7.1", "Node " + shown + " not allowed: ETRN is not enabled for it");
+  }
+  auto& flush = worker_.context().flush;
+  if (!flush) co_return fail(458, "4.3.0", "Unable to queue messages for node " + shown);
+  const std::string target = (subdomains ? "@" : "") + domain;
+  const size_t n = co_await io::CallbackAwait<size_t>{
+      worker_.loop(), [&](io::CallbackAwait<size_t>::Done done) { flush(target, std::move(done)); }};
+  log::event("etrn", {{"client", client_ip_}, {"node", shown}, {"messages", n}});
+  if (n == 0) {
+    reply(251, "2.0.0", "OK, no messages waiting for node " + shown);
+  } else {
+    reply(253, "2.0.0", "OK, " + std::to_string(n) + " pending messages for node " + shown + " started");
+  }
+  co_return Next::go_on;
 }
 
 io::Task<io::IoStatus> Session::fill_flushing(int64_t timeout_ms) {

@@ -48,6 +48,7 @@ class Session {
   io::Task<Next> data(const Command& cmd);
   io::Task<Next> bdat(const Command& cmd);
   io::Task<Next> starttls(const Command& cmd);
+  io::Task<Next> etrn(const Command& cmd);
 
   // Body handling shared by DATA and BDAT.
   void begin_content(DataReader::Mode mode);

@@ -70,6 +70,8 @@ def _toml_value(v):
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):  # an inline table: [retry] first = { count = 2 }
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
     raise TypeError(v)
 
 
@@ -135,6 +137,11 @@ class Ternd:
             "queue": {"directory": self.spool},
             "log": {"format": "kv", "target": "stderr"},
             "control": {"socket": self.socket_path},
+            # Receiving tests look at the queue ternd keeps: nothing leaves
+            # unless a test turns delivery on (with its own DNS server).
+            "delivery": {"enabled": False},
+            # Nothing a test does may reach a real DNS server.
+            "dns": {"servers": ["127.0.0.1:9"], "timeout": "1s", "tries": 1},
         }
         deep_merge(cfg, self.overrides)
         cfg["smtp"]["listen"] = list(cfg["smtp"]["listen"]) + self.extra_listen

@@ -60,6 +60,40 @@ void expect_default_values(const Config& c) {
   EXPECT_EQ(c.log.target, d.log.target);
   EXPECT_EQ(c.log.file, d.log.file);
   EXPECT_EQ(c.control.socket, d.control.socket);
+  EXPECT_EQ(c.delivery.enabled, d.delivery.enabled);
+  EXPECT_EQ(c.delivery.smtp_port, d.delivery.smtp_port);
+  EXPECT_EQ(c.delivery.max_connections, d.delivery.max_connections);
+  EXPECT_EQ(c.delivery.max_per_destination, d.delivery.max_per_destination);
+  EXPECT_EQ(c.delivery.destination_rate, d.delivery.destination_rate);
+  EXPECT_EQ(c.delivery.max_messages_per_connection, d.delivery.max_messages_per_connection);
+  EXPECT_EQ(c.delivery.connection_cache_time_ms, d.delivery.connection_cache_time_ms);
+  EXPECT_EQ(c.delivery.bind_address, d.delivery.bind_address);
+  EXPECT_EQ(c.delivery.connect_timeout_ms, d.delivery.connect_timeout_ms);
+  EXPECT_EQ(c.delivery.greeting_timeout_ms, d.delivery.greeting_timeout_ms);
+  EXPECT_EQ(c.delivery.command_timeout_ms, d.delivery.command_timeout_ms);
+  EXPECT_EQ(c.delivery.data_timeout_ms, d.delivery.data_timeout_ms);
+  EXPECT_EQ(c.delivery.tls, d.delivery.tls);
+  EXPECT_EQ(c.delivery.ca_file, d.delivery.ca_file);
+  EXPECT_EQ(c.delivery.scan_interval_ms, d.delivery.scan_interval_ms);
+  EXPECT_EQ(c.retry.first_count, d.retry.first_count);
+  EXPECT_EQ(c.retry.first_interval_ms, d.retry.first_interval_ms);
+  EXPECT_EQ(c.retry.second_interval_ms, d.retry.second_interval_ms);
+  EXPECT_EQ(c.retry.max_age_ms, d.retry.max_age_ms);
+  EXPECT_EQ(c.retry.jitter, d.retry.jitter);
+  EXPECT_EQ(c.routing.router, d.routing.router);
+  EXPECT_EQ(c.routing.router_user, d.routing.router_user);
+  EXPECT_EQ(c.routing.router_password, d.routing.router_password);
+  EXPECT_EQ(c.routing.router_tls, d.routing.router_tls);
+  EXPECT_EQ(c.routing.firewall, d.routing.firewall);
+  EXPECT_EQ(c.routing.forward_host, d.routing.forward_host);
+  EXPECT_EQ(c.routing.etrn_domains, d.routing.etrn_domains);
+  EXPECT_TRUE(c.routing.transport.empty());
+  EXPECT_EQ(c.dns.servers, d.dns.servers);
+  EXPECT_EQ(c.dns.timeout_ms, d.dns.timeout_ms);
+  EXPECT_EQ(c.dns.tries, d.dns.tries);
+  EXPECT_EQ(c.dns.cache_entries, d.dns.cache_entries);
+  EXPECT_EQ(c.dns.hosts_file, d.dns.hosts_file);
+  EXPECT_EQ(c.dns.local_addresses, d.dns.local_addresses);
 }
 
 TEST(ConfigDefaults, EmbeddedDefaultFileParsesToTheStructDefaults) {
@@ -104,7 +138,36 @@ TEST(ConfigDefaults, EmbeddedDefaultFileNamesEveryKey) {
                           "format",
                           "target",
                           "file",
-                          "socket"}) {
+                          "socket",
+                          "enabled",
+                          "smtp_port",
+                          "max_per_destination",
+                          "destination_rate",
+                          "max_messages_per_connection",
+                          "connection_cache_time",
+                          "bind_address",
+                          "connect_timeout",
+                          "greeting_timeout",
+                          "tls",
+                          "ca_file",
+                          "scan_interval",
+                          "max_age",
+                          "jitter",
+                          "count",
+                          "interval",
+                          "router",
+                          "router_user",
+                          "router_password",
+                          "router_tls",
+                          "firewall",
+                          "forward_host",
+                          "etrn_domains",
+                          "servers",
+                          "timeout",
+                          "tries",
+                          "cache_entries",
+                          "hosts_file",
+                          "local_addresses"}) {
     const std::string assignment = std::string("\n").append(key).append(" = ");
     EXPECT_NE(text.find(assignment), std::string::npos) << key;
   }
@@ -597,6 +660,141 @@ TEST_F(ConfigFileTest, DirectoryIsUnreadable) {
   const auto p = load_config_file(dir_.string());
   ASSERT_EQ(p.errors.size(), 1u);
   EXPECT_EQ(p.errors[0].line, 0u);
+}
+
+TEST(ConfigDelivery, EveryDeliveryKeyIsRead) {
+  const auto p = parse(R"toml(
+[delivery]
+enabled = false
+smtp_port = 2526
+max_connections = 50
+max_per_destination = 4
+destination_rate = 10
+max_messages_per_connection = 7
+connection_cache_time = "2s"
+bind_address = "::1"
+connect_timeout = "3s"
+greeting_timeout = "4s"
+command_timeout = "5s"
+data_timeout = "6s"
+tls = "verify"
+ca_file = "/etc/ca.pem"
+scan_interval = "250ms"
+[retry]
+max_age = "2d"
+jitter = 0
+[retry.first]
+count = 0
+interval = "99m"
+[retry.second]
+interval = "1d"
+[routing]
+router = "[10.0.0.1]:2525"
+router_user = "u"
+router_password = "p"
+router_tls = "encrypt"
+firewall = true
+forward_host = "isp.example:587"
+etrn_domains = ["Branch.Example"]
+[[routing.transport]]
+domain = "*.corp.example"
+next_hop = "mx:other.example"
+tls = "none"
+[[routing.transport]]
+domain = "corp.example"
+next_hop = "hq.example"
+user = "a"
+password = "b"
+[dns]
+servers = ["127.0.0.1:5353", "192.0.2.1", "[::1]:53"]
+timeout = "2s"
+tries = 3
+cache_entries = 0
+hosts_file = "/etc/tern-hosts"
+local_addresses = ["192.0.2.10"]
+)toml");
+  ASSERT_TRUE(p.ok()) << all_errors(p);
+  const Config& c = p.config;
+  EXPECT_FALSE(c.delivery.enabled);
+  EXPECT_EQ(c.delivery.smtp_port, 2526u);
+  EXPECT_EQ(c.delivery.max_connections, 50u);
+  EXPECT_EQ(c.delivery.max_per_destination, 4u);
+  EXPECT_EQ(c.delivery.destination_rate, 10u);
+  EXPECT_EQ(c.delivery.max_messages_per_connection, 7u);
+  EXPECT_EQ(c.delivery.connection_cache_time_ms, 2000);
+  EXPECT_EQ(c.delivery.bind_address, "::1");
+  EXPECT_EQ(c.delivery.connect_timeout_ms, 3000);
+  EXPECT_EQ(c.delivery.greeting_timeout_ms, 4000);
+  EXPECT_EQ(c.delivery.command_timeout_ms, 5000);
+  EXPECT_EQ(c.delivery.data_timeout_ms, 6000);
+  EXPECT_EQ(c.delivery.tls, "verify");
+  EXPECT_EQ(c.delivery.ca_file, "/etc/ca.pem");
+  EXPECT_EQ(c.delivery.scan_interval_ms, 250);
+  EXPECT_EQ(c.retry.max_age_ms, 2 * 86'400'000LL);
+  EXPECT_EQ(c.retry.jitter, 0u);
+  EXPECT_EQ(c.retry.first_count, 0u);
+  EXPECT_EQ(c.retry.first_interval_ms, 99 * 60'000);
+  EXPECT_EQ(c.retry.second_interval_ms, 86'400'000);
+  EXPECT_EQ(c.routing.router, "[10.0.0.1]:2525");
+  EXPECT_EQ(c.routing.router_user, "u");
+  EXPECT_EQ(c.routing.router_password, "p");
+  EXPECT_EQ(c.routing.router_tls, "encrypt");
+  EXPECT_TRUE(c.routing.firewall);
+  EXPECT_EQ(c.routing.forward_host, "isp.example:587");
+  EXPECT_EQ(c.routing.etrn_domains, std::vector<std::string>{"branch.example"});
+  ASSERT_EQ(c.routing.transport.size(), 2u);
+  EXPECT_EQ(c.routing.transport[0].domain, "*.corp.example");
+  EXPECT_EQ(c.routing.transport[0].next_hop, "mx:other.example");
+  EXPECT_EQ(c.routing.transport[0].tls, "none");
+  EXPECT_EQ(c.routing.transport[1].user, "a");
+  EXPECT_EQ(c.routing.transport[1].password, "b");
+  EXPECT_EQ(c.dns.servers.size(), 3u);
+  EXPECT_EQ(c.dns.timeout_ms, 2000);
+  EXPECT_EQ(c.dns.tries, 3u);
+  EXPECT_EQ(c.dns.cache_entries, 0u);
+  EXPECT_EQ(c.dns.hosts_file, "/etc/tern-hosts");
+  EXPECT_EQ(c.dns.local_addresses, std::vector<std::string>{"192.0.2.10"});
+}
+
+TEST(ConfigDelivery, BadValuesNameTheirLineAndKey) {
+  struct Case {
+    const char* text;
+    const char* key;
+    unsigned line;
+  };
+  const Case cases[] = {
+      {"[delivery]\nsmtp_port = 0\n", "delivery.smtp_port", 2},
+      {"[delivery]\ntls = \"always\"\n", "delivery.tls", 2},
+      {"[delivery]\nbind_address = \"eth0\"\n", "delivery.bind_address", 2},
+      {"[delivery]\nmax_per_destination = 0\n", "delivery.max_per_destination", 2},
+      {"[retry.first]\ncount = 100\n", "retry.first.count", 2},
+      {"[retry.first]\ninterval = \"100m\"\n", "retry.first.interval", 2},
+      {"[retry.second]\ninterval = 0\n", "retry.second.interval", 2},
+      {"[retry]\njitter = 101\n", "retry.jitter", 2},
+      {"[retry]\nfirst = 3\n", "retry.first", 2},
+      {"[retry.third]\ninterval = 1\n", "retry.third", 1},
+      {"[routing]\nrouter = \"mx:example.test\"\n", "routing.router", 2},
+      {"[routing]\nrouter = \"host:99999\"\n", "routing.router", 2},
+      {"[routing]\nforward_host = \"[300.1.1.1]\"\n", "routing.forward_host", 2},
+      {"[routing]\nrouter = \"gw.test\"\nrouter_user = \"u\"\n", "routing.router_user", 3},
+      {"[routing]\nfirewall = true\n", "routing.firewall", 2},
+      {"[routing]\netrn_domains = [\"a b\"]\n", "routing.etrn_domains", 2},
+      {"[[routing.transport]]\ndomain = \"x.test\"\nnext_hop = \"bad host\"\n", "routing.transport.next_hop", 3},
+      {"[[routing.transport]]\ndomain = \"x.test\"\nnext_hop = \"h.test\"\ncolour = \"red\"\n",
+       "routing.transport.colour", 4},
+      {"[[routing.transport]]\ndomain = \"x.test\"\nnext_hop = \"h.test\"\nuser = \"u\"\n", "routing.transport", 1},
+      {"[[routing.transport]]\nnext_hop = \"h.test\"\n", "routing.transport", 1},
+      {"[dns]\nservers = [\"localhost\"]\n", "dns.servers", 2},
+      {"[dns]\ntries = 0\n", "dns.tries", 2},
+      {"[dns]\nlocal_addresses = [\"10.0.0\"]\n", "dns.local_addresses", 2},
+      {"[delivery]\nspeed = 3\n", "delivery.speed", 2},
+  };
+  for (const Case& c : cases) {
+    const auto p = parse(c.text);
+    ASSERT_FALSE(p.ok()) << c.text;
+    EXPECT_EQ(p.errors[0].key, c.key) << c.text << all_errors(p);
+    EXPECT_EQ(p.errors[0].line, c.line) << c.text << all_errors(p);
+  }
 }
 
 }  // namespace

@@ -1,0 +1,739 @@
+#include "mta/delivery/delivery_engine.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <future>
+#include <random>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <set>
+#include <fstream>
+#include <filesystem>
+
+#include "dns/route.h"
+#include "mta/delivery/attempt_outcome.h"
+#include "mta/delivery/flush_target.h"
+#include "mta/text.h"
+#include "mta/io/offload.h"
+#include "mta/io/task.h"
+#include "mta/log.h"
+#include "mta/spool_await.h"
+
+namespace tern::delivery {
+
+namespace {
+
+// RFC 5321 §5.1 asks to try several addresses; more than this many for one
+// destination only multiplies the wait when the destination is down.
+constexpr size_t kMaxAddressesPerDestination = 10;
+
+int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+struct Message {
+  queue::Envelope envelope;
+  queue::QueueName taken_from = queue::QueueName::incoming;
+  std::optional<std::string> content;  // read from the spool at the first send
+  unsigned jobs_left = 0;
+  Waiting waiting;  // pending recipients not tried: local, or a held destination
+};
+
+// Some recipients of one message that share a next hop.
+struct Job {
+  std::shared_ptr<Message> message;
+  std::vector<size_t> recipients;
+  bool busy_logged = false;
+};
+
+// One next hop: its queue of jobs and the connections serving it.
+struct Destination {
+  NextHop hop;
+  std::deque<Job> jobs;
+  unsigned connections = 0;
+  unsigned unassigned = 0;                 // connections connecting or idle: they will take a job
+  std::vector<io::Loop::IoAwaiter*> idle;  // naps of idle connections; work cancels one
+  int64_t next_send_us = 0;                // destination_rate pacing
+  bool starved = false;                    // in the list waiting for a free connection slot
+};
+
+// A host to connect to for a destination.
+struct Candidate {
+  std::string name;
+  io::Endpoint endpoint;
+};
+
+// Why a destination has no host to try.
+struct RouteFailure {
+  bool permanent = false;
+  std::string enhanced;
+  std::string text;
+  bool fallback_allowed = false;  // the mail router may still take it
+};
+
+std::string endpoint_text(const dns::IpAddress& address, uint16_t port) {
+  const std::string ip = address.to_string();
+  return (address.family == dns::IpAddress::Family::v6 ? "[" + ip + "]" : ip) + ":" + std::to_string(port);
+}
+
+std::string domain_of(std::string_view address) {
+  const size_t at = address.rfind('@');
+  return ascii_lower(at == std::string_view::npos ? std::string_view() : address.substr(at + 1));
+}
+
+std::string_view kind_name(RecipientOutcome::Kind kind) {
+  switch (kind) {
+    case RecipientOutcome::Kind::delivered: return "delivered";
+    case RecipientOutcome::Kind::permanent: return "undeliverable";
+    case RecipientOutcome::Kind::temporary: break;
+  }
+  return "deferred";
+}
+
+}  // namespace
+
+struct DeliveryEngine::Impl {
+  Impl(queue::Spool& s, EngineSettings e) : spool(s), settings(std::move(e)), router(settings.routing) {}
+
+  queue::Spool& spool;
+  EngineSettings settings;
+  Router router;
+  bool router_usable = false;
+  std::unique_ptr<io::Loop> loop;
+  std::unique_ptr<dns::Resolver> resolver;
+  io::OffloadThread offload;
+  std::thread thread;
+  std::mt19937_64 rng{std::random_device{}()};
+  // Set by wake() until the loop has taken the request: a burst of committed
+  // messages costs one post, not one each.
+  std::atomic<bool> wake_posted{false};
+  std::atomic<bool> finished{false};  // the loop has ended
+
+  // ---- loop thread only ----
+  std::unordered_set<std::string> in_flight;  // queue IDs taken and not yet settled
+  std::set<std::string> held_domains;         // ternctl hold-domain; kept in the spool directory
+  std::unordered_map<std::string, std::unique_ptr<Destination>> destinations;
+  std::deque<Destination*> starved;  // destinations waiting for a connection slot
+  unsigned connections = 0;
+  unsigned live_tasks = 0;
+  bool stopping = false;
+  bool wake_requested = false;
+  io::Loop::IoAwaiter* scanner_nap = nullptr;
+
+  void run(std::promise<Status>* ready) {
+    auto created = io::Loop::create();
+    if (!created) {
+      ready->set_value(Error{"delivery loop: " + created.error()});
+      return;
+    }
+    loop = std::move(created.value());
+    auto dns = dns::Resolver::create(*loop, settings.dns);
+    if (!dns) {
+      ready->set_value(Error{"dns: " + dns.error()});
+      return;
+    }
+    resolver = std::move(dns.value());
+    load_held_domains();
+    ready->set_value(Status{});  // `ready` dies with start(); not touched after this
+    io::spawn(scanner());
+    loop->run();
+    finished.store(true, std::memory_order_release);
+  }
+
+  // ---- lifecycle ----
+  void begin_stop() {
+    if (stopping) return;
+    stopping = true;
+    if (scanner_nap) loop->cancel(scanner_nap);
+    for (auto& [key, d] : destinations) {
+      for (auto* nap : d->idle) loop->cancel(nap);
+      d->idle.clear();
+    }
+    end_if_done();
+  }
+
+  void end_if_done() {
+    if (!stopping || live_tasks > 0 || !resolver) return;
+    io::spawn(close_down());
+  }
+
+  // The resolver closes c-ares' sockets; their cancelled polls complete on
+  // the loop, so it runs a little longer (bounded) before it stops.
+  io::Task<void> close_down() {
+    resolver.reset();
+    for (int i = 0; i < 100 && loop->in_flight() > 0; ++i) co_await loop->sleep(10);
+    loop->stop();
+  }
+
+  void wake() {
+    wake_requested = true;
+    if (scanner_nap) {
+      loop->cancel(scanner_nap);
+      scanner_nap = nullptr;
+    }
+  }
+
+  // ---- flush: make matching messages due now ----
+  io::Task<void> flush(std::string target, std::function<void(size_t)> done) {
+    ++live_tasks;
+    auto listing = offload.call(*loop, [this, target] {
+      std::vector<std::string> out;
+      for (const auto& env : spool.list()) {
+        const bool waiting = env.queue == queue::QueueName::incoming || env.queue == queue::QueueName::retry1 ||
+                             env.queue == queue::QueueName::retry2;
+        if (target.empty() ? waiting : flush_matches(env, target)) out.push_back(env.id);
+      }
+      return out;
+    });
+    const std::vector<std::string> ids = co_await listing;
+    const int64_t now = now_us();
+    size_t moved = 0;
+    for (const auto& id : ids) {
+      if (in_flight.contains(id)) continue;  // being delivered right now
+      Status st = co_await SpoolAwait{*loop, [&](queue::Spool::Done d) {
+                                        spool.move(id, queue::QueueName::incoming, now, std::move(d));
+                                      }};
+      if (st) ++moved;
+    }
+    log::event("flush", {{"target", target.empty() ? std::string("all") : target}, {"messages", moved}});
+    if (moved > 0) wake();
+    done(moved);
+    --live_tasks;
+    end_if_done();
+  }
+
+  // ---- held destinations ----
+  std::string held_domains_path() const { return spool.directory() + "/held-domains"; }
+
+  // One domain a line; read at start (on the engine thread, before the loop
+  // runs) and rewritten whole, atomically, on every change.
+  void load_held_domains() {
+    std::ifstream in(held_domains_path());
+    for (std::string line; std::getline(in, line);)
+      if (!line.empty()) held_domains.insert(line);
+  }
+
+  static Status save_held_domains(const std::string& path, const std::set<std::string>& domains) {
+    const std::string tmp = path + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::trunc);
+      for (const auto& d : domains) out << d << "\n";
+      out.flush();
+      if (!out) return Error{"cannot write " + tmp};
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp, path, ec);
+    if (ec) return Error{"cannot rename " + tmp + ": " + ec.message()};
+    return {};
+  }
+
+  // Holds (`hold` true) or releases a destination. Releasing moves the
+  // messages held for it back to incoming. `done(n)`: messages released.
+  io::Task<void> hold_domain(std::string domain, bool hold, std::function<void(Result<size_t>)> done) {
+    ++live_tasks;
+    domain = ascii_lower(domain);
+    if (hold) {
+      held_domains.insert(domain);
+    } else {
+      held_domains.erase(domain);
+    }
+    const std::string path = held_domains_path();
+    auto save = offload.call(*loop, [path, domains = held_domains] { return save_held_domains(path, domains); });
+    Status saved = co_await save;
+    size_t released = 0;
+    if (saved && !hold) {
+      auto listing = offload.call(*loop, [this, domain] {
+        std::vector<std::string> out;
+        for (const auto& env : spool.list()) {
+          if (!held_for_destination(env)) continue;
+          for (const auto& r : env.recipients) {
+            if (r.state == queue::RecipientState::pending && domain_of(r.address) == domain) {
+              out.push_back(env.id);
+              break;
+            }
+          }
+        }
+        return out;
+      });
+      const std::vector<std::string> ids = co_await listing;
+      const int64_t now = now_us();
+      for (const auto& id : ids) {
+        Status st = co_await SpoolAwait{*loop, [&](queue::Spool::Done d) {
+                                          spool.move(id, queue::QueueName::incoming, now, std::move(d));
+                                        }};
+        if (st) ++released;
+      }
+      if (released > 0) wake();
+    }
+    log::event(hold ? "domain_held" : "domain_released", {{"domain", domain}, {"released", released}});
+    if (saved) {
+      done(released);
+    } else {
+      done(Error{saved.error()});
+    }
+    --live_tasks;
+    end_if_done();
+  }
+
+  // ---- scanner: due messages → active → jobs ----
+  io::Task<void> scanner() {
+    ++live_tasks;
+    co_await check_router();
+    while (!stopping) {
+      co_await scan_once();
+      if (stopping) break;
+      if (!wake_requested) {
+        auto nap = loop->sleep(settings.scan_interval_ms);
+        scanner_nap = &nap;
+        co_await nap;
+        scanner_nap = nullptr;
+      }
+      wake_requested = false;
+    }
+    --live_tasks;
+    end_if_done();
+  }
+
+  // The old system ran without its mail router when the name did not
+  // resolve at start, and said so; so do we.
+  io::Task<void> check_router() {
+    const auto& hop = settings.routing.router;
+    if (!hop) co_return;
+    auto addresses = co_await resolver->resolve_addresses(hop->host);
+    router_usable = addresses.ok();
+    if (router_usable) {
+      log::event("router_ready", {{"router", hop->host}, {"port", hop->port}});
+    } else {
+      log::event("router_unavailable", {{"router", hop->host}, {"reason", addresses.error().message}});
+    }
+  }
+
+  io::Task<void> scan_once() {
+    const int64_t now = now_us();
+    for (const auto q : {queue::QueueName::incoming, queue::QueueName::retry1, queue::QueueName::retry2}) {
+      const size_t limit = settings.scan_batch;
+      auto read_due = offload.call(*loop, [this, q, now, limit] { return spool.due(q, now, limit); });
+      std::vector<queue::Envelope> due = co_await read_due;
+      for (auto& envelope : due) {
+        if (stopping) co_return;
+        if (!in_flight.insert(envelope.id).second) continue;
+        io::spawn(take(std::move(envelope)));
+      }
+    }
+  }
+
+  io::Task<void> take(queue::Envelope envelope) {
+    ++live_tasks;
+    const std::string id = envelope.id;
+    Status claimed = co_await SpoolAwait{*loop, [&](queue::Spool::Done done) { spool.claim(id, std::move(done)); }};
+    if (!claimed) {
+      log::event("take_failed", {{"qid", id}, {"reason", claimed.error()}});
+      in_flight.erase(id);
+    } else if (!stopping) {
+      auto message = std::make_shared<Message>();
+      message->taken_from = envelope.queue;
+      message->envelope = std::move(envelope);
+      message->envelope.queue = queue::QueueName::active;
+      if (message->taken_from != queue::QueueName::incoming)
+        log::event("retry_ready", {{"qid", id}, {"queue", to_string(message->taken_from)}});
+      log::event("taken", {{"qid", id}, {"queue", to_string(message->taken_from)},
+                           {"attempts", message->envelope.attempts}});
+      dispatch(std::move(message));
+    }
+    --live_tasks;
+    end_if_done();
+  }
+
+  // Groups the pending recipients by next hop: one job per hop.
+  void dispatch(std::shared_ptr<Message> message) {
+    std::vector<std::pair<NextHop, std::vector<size_t>>> groups;
+    const auto& recipients = message->envelope.recipients;
+    for (size_t i = 0; i < recipients.size(); ++i) {
+      if (recipients[i].state != queue::RecipientState::pending) continue;
+      const std::string domain = domain_of(recipients[i].address);
+      if (held_domains.contains(domain)) {
+        ++message->waiting.count;
+        message->waiting.reason = held_destination_reason(domain);
+        continue;
+      }
+      NextHop hop = router.route(recipients[i].address, router_usable);
+      if (hop.kind == NextHop::Kind::local) {
+        if (message->waiting.count++ == 0) message->waiting.reason = "4.3.2 local delivery is not available yet";
+        continue;
+      }
+      auto same = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first.key() == hop.key(); });
+      if (same == groups.end()) {
+        groups.emplace_back(std::move(hop), std::vector<size_t>{i});
+      } else {
+        same->second.push_back(i);
+      }
+    }
+    message->jobs_left = static_cast<unsigned>(groups.size());
+    if (groups.empty()) {
+      io::spawn(settle_message(std::move(message)));
+      return;
+    }
+    for (auto& [hop, indices] : groups) enqueue(hop, Job{message, std::move(indices)});
+  }
+
+  // ---- destinations ----
+  Destination& destination(const NextHop& hop) {
+    auto& slot = destinations[hop.key()];
+    if (!slot) {
+      slot = std::make_unique<Destination>();
+      slot->hop = hop;
+    }
+    return *slot;
+  }
+
+  void enqueue(const NextHop& hop, Job job) {
+    Destination& d = destination(hop);
+    d.jobs.push_back(std::move(job));
+    if (!d.idle.empty()) {
+      loop->cancel(d.idle.back());  // an idle connection takes it
+      d.idle.pop_back();
+      return;
+    }
+    pump(d);
+  }
+
+  // Opens connections while jobs outnumber the connections about to take
+  // one, within the limits; jobs held back by a limit are logged once as
+  // "resource busy" and wait in memory for the next free connection.
+  void pump(Destination& d) {
+    while (!stopping && d.jobs.size() > d.unassigned && d.connections < settings.max_per_destination &&
+           connections < settings.max_connections) {
+      io::spawn(serve(d));
+    }
+    if (stopping || d.jobs.size() <= d.unassigned) return;
+    if (connections >= settings.max_connections && !d.starved) {
+      d.starved = true;
+      starved.push_back(&d);
+    }
+    for (auto& job : d.jobs) {
+      if (job.busy_logged) continue;
+      job.busy_logged = true;
+      log::event("resource_busy", {{"qid", job.message->envelope.id},
+                                   {"destination", d.hop.host},
+                                   {"limit", connections >= settings.max_connections ? "max_connections"
+                                                                                      : "max_per_destination"}});
+    }
+  }
+
+  void connection_closed(Destination& d) {
+    std::deque<Destination*> waiting;
+    waiting.swap(starved);
+    for (Destination* s : waiting) {
+      s->starved = false;
+      pump(*s);
+    }
+    pump(d);
+    if (d.connections == 0 && d.jobs.empty()) destinations.erase(d.hop.key());
+  }
+
+  // One connection's life: connect to the first host that answers, then
+  // carry jobs of this destination until none is left for
+  // connection_cache_ms, the per-connection limit is reached or the
+  // connection breaks; reconnect while jobs remain.
+  io::Task<void> serve(Destination& d) {
+    ++live_tasks;
+    ++connections;
+    ++d.connections;
+    ++d.unassigned;
+    while (!stopping && !d.jobs.empty()) {
+      auto hosts = co_await candidates(d.hop);
+      if (!hosts) {
+        fail_destination(d, hosts.error());
+        break;
+      }
+      std::unique_ptr<SmtpClient> client;
+      std::string relay;
+      RouteFailure last{false, "4.4.1", "no host could be reached", true};
+      bool all_permanent = true;
+      for (const Candidate& c : hosts.value()) {
+        ClientTarget target{c.endpoint, c.name, d.hop.tls, d.hop.auth, false};
+        auto opened = co_await SmtpClient::open(*loop, target, settings.client);
+        if (!opened && opened.error().retry_without_tls) {
+          // Policy "may": a failed handshake falls back to plain text (RFC 7435).
+          log::event("tls_fallback", {{"destination", d.hop.host}, {"relay", c.name + "[" + c.endpoint.text + "]"},
+                                      {"reason", opened.error().text}});
+          target.plain_text_only = true;
+          opened = co_await SmtpClient::open(*loop, target, settings.client);
+        }
+        if (opened) {
+          client = std::move(opened.value());
+          relay = c.name + "[" + c.endpoint.text + "]";
+          break;
+        }
+        const ClientError& e = opened.error();
+        log::event("connect_failed", {{"destination", d.hop.host},
+                                      {"relay", c.name + "[" + c.endpoint.text + "]"},
+                                      {"phase", e.phase},
+                                      {"reason", e.text}});
+        all_permanent = all_permanent && e.permanent;
+        last = RouteFailure{false, e.enhanced, e.text + " (" + c.name + "[" + c.endpoint.text + "])", true};
+      }
+      if (!client) {
+        last.permanent = all_permanent;
+        fail_destination(d, last);
+        break;
+      }
+      unsigned sent = 0;
+      for (;;) {
+        if (d.jobs.empty()) {
+          bool more = co_await wait_for_job(d);
+          if (!more) break;
+        }
+        Job job = std::move(d.jobs.front());
+        d.jobs.pop_front();
+        --d.unassigned;
+        co_await deliver(d, *client, relay, std::move(job));
+        ++d.unassigned;
+        if (stopping || !client->usable() || ++sent >= settings.max_messages_per_connection) break;
+      }
+      co_await client->quit();
+    }
+    --d.unassigned;
+    --d.connections;
+    --connections;
+    connection_closed(d);
+    --live_tasks;
+    end_if_done();
+  }
+
+  // Idle: wait for a job up to connection_cache_ms. False when none came.
+  io::Task<bool> wait_for_job(Destination& d) {
+    const int64_t deadline = now_us() + settings.connection_cache_ms * 1000;
+    while (!stopping && d.jobs.empty()) {
+      const int64_t left_ms = (deadline - now_us()) / 1000;
+      if (left_ms <= 0) break;
+      auto nap = loop->sleep(left_ms);
+      d.idle.push_back(&nap);
+      co_await nap;
+      // Woken by enqueue() (which removed the nap), by stop, or by the timer.
+      std::erase(d.idle, &nap);
+    }
+    co_return !stopping && !d.jobs.empty();
+  }
+
+  io::Task<void> deliver(Destination& d, SmtpClient& client, const std::string& relay, Job job) {
+    Message& m = *job.message;
+    if (!m.content) {
+      const std::string id = m.envelope.id;
+      auto read = offload.call(*loop, [this, id] { return spool.read_body(id); });
+      Result<std::string> content = co_await read;
+      if (!content) {
+        finish_job(job, temporary_for(job, "4.3.0", "cannot read the message from the spool: " + content.error()),
+                   relay);
+        co_return;
+      }
+      m.content = std::move(content.value());
+    }
+    if (settings.destination_rate > 0) {
+      const int64_t now = now_us();
+      const int64_t slot = std::max(now, d.next_send_us);
+      d.next_send_us = slot + static_cast<int64_t>(1e6 / settings.destination_rate);
+      if (slot - now >= 1000) co_await loop->sleep((slot - now) / 1000);
+    }
+    OutboundMessage outbound{&m.envelope, job.recipients, &*m.content};
+    std::vector<RecipientOutcome> outcomes = co_await client.send(outbound);
+    finish_job(job, outcomes, relay);
+  }
+
+  // The hosts of a destination, best first: its MX hosts (without us) or
+  // the relay host's addresses.
+  io::Task<Result<std::vector<Candidate>, RouteFailure>> candidates(const NextHop& hop) {
+    std::vector<Candidate> out;
+    if (hop.kind == NextHop::Kind::mx) {
+      dns::DnsResult<dns::MxRoute> route = co_await resolver->resolve_mx(hop.host);
+      if (route) route = dns::drop_ourselves(std::move(route.value()), settings.our_addresses);
+      if (!route) {
+        const dns::DnsError& e = route.error();
+        log::event("mx_lookup_failed", {{"domain", hop.host}, {"reason", e.message}});
+        const bool fallback = e.failure != dns::Failure::null_mx && e.failure != dns::Failure::mail_loop;
+        co_return RouteFailure{e.permanent(), std::string(e.enhanced_code()), e.message, fallback};
+      }
+      for (const auto& host : route->hosts) {
+        for (const auto& address : host.addresses) {
+          if (out.size() == kMaxAddressesPerDestination) break;
+          auto endpoint = io::parse_endpoint(endpoint_text(address, settings.smtp_port));
+          if (endpoint) out.push_back(Candidate{host.name, std::move(endpoint.value())});
+        }
+      }
+    } else {
+      // An address literal in a recipient's domain is reached like an MX host.
+      const uint16_t port = hop.via == "mx" ? settings.smtp_port : hop.port;
+      dns::DnsResult<std::vector<dns::IpAddress>> addresses = co_await resolver->resolve_addresses(hop.host);
+      if (!addresses) {
+        const dns::DnsError& e = addresses.error();
+        log::event("host_lookup_failed", {{"host", hop.host}, {"reason", e.message}});
+        co_return RouteFailure{e.permanent(), std::string(e.enhanced_code()), e.message, false};
+      }
+      for (const auto& address : addresses.value()) {
+        if (out.size() == kMaxAddressesPerDestination) break;
+        auto endpoint = io::parse_endpoint(endpoint_text(address, port));
+        if (endpoint) out.push_back(Candidate{hop.host, std::move(endpoint.value())});
+      }
+    }
+    if (out.empty()) co_return RouteFailure{true, "5.4.4", "no address to deliver to for " + hop.host, true};
+    co_return out;
+  }
+
+  // Every job waiting for `d` fails the way its route failed, or goes to the
+  // mail router when direct delivery found no route and there is one.
+  void fail_destination(Destination& d, const RouteFailure& failure) {
+    std::deque<Job> jobs;
+    jobs.swap(d.jobs);
+    std::optional<NextHop> fallback;
+    if (failure.fallback_allowed && d.hop.via == "mx") fallback = router.fallback(router_usable);
+    for (auto& job : jobs) {
+      if (fallback) {
+        log::event("fallback", {{"qid", job.message->envelope.id}, {"destination", d.hop.host},
+                                {"router", fallback->host}, {"reason", failure.text}});
+        enqueue(*fallback, std::move(job));
+        continue;
+      }
+      std::vector<RecipientOutcome> outcomes;
+      for (size_t i : job.recipients) {
+        RecipientOutcome o;
+        o.recipient = i;
+        o.kind = failure.permanent ? RecipientOutcome::Kind::permanent : RecipientOutcome::Kind::temporary;
+        o.enhanced = failure.enhanced;
+        o.text = failure.text;
+        outcomes.push_back(std::move(o));
+      }
+      finish_job(job, outcomes, "");
+    }
+  }
+
+  static std::vector<RecipientOutcome> temporary_for(const Job& job, std::string enhanced, std::string text) {
+    std::vector<RecipientOutcome> outcomes;
+    for (size_t i : job.recipients)
+      outcomes.push_back(RecipientOutcome{i, RecipientOutcome::Kind::temporary, 0, enhanced, text});
+    return outcomes;
+  }
+
+  // ---- settling ----
+  void finish_job(const Job& job, const std::vector<RecipientOutcome>& outcomes, const std::string& relay) {
+    Message& m = *job.message;
+    for (const auto& o : outcomes) {
+      record_outcome(m.envelope, o, relay);
+      if (o.recipient >= m.envelope.recipients.size()) continue;
+      log::event(kind_name(o.kind), {{"qid", m.envelope.id},
+                                     {"rcpt", m.envelope.recipients[o.recipient].address},
+                                     {"relay", relay.empty() ? std::string("none") : relay},
+                                     {"code", o.code},
+                                     {"dsn", o.enhanced},
+                                     {"reply", o.text}});
+    }
+    if (--m.jobs_left == 0) io::spawn(settle_message(job.message));
+  }
+
+  io::Task<void> settle_message(std::shared_ptr<Message> message) {
+    ++live_tasks;
+    queue::Envelope& env = message->envelope;
+    const std::string id = env.id;
+    const Disposition disposition = settle(env, settings.retry, now_us(), message->waiting, rng);
+    Status stored;
+    switch (disposition.kind) {
+      case Disposition::Kind::finished:
+      case Disposition::Kind::expired: {
+        bool all_delivered = std::all_of(env.recipients.begin(), env.recipients.end(), [](const auto& r) {
+          return r.state == queue::RecipientState::delivered;
+        });
+        const std::string reason = disposition.kind == Disposition::Kind::expired ? "expired"
+                                   : all_delivered                               ? "delivered"
+                                                                                 : "failed";
+        if (disposition.kind == Disposition::Kind::expired) {
+          log::event("expired", {{"qid", id}, {"attempts", env.attempts}, {"reason", env.last_error}});
+        }
+        stored = co_await SpoolAwait{*loop, [&](queue::Spool::Done done) { spool.remove(id, reason, std::move(done)); }};
+        log::event("finished", {{"qid", id}, {"result", reason}});
+        break;
+      }
+      case Disposition::Kind::retry:
+      case Disposition::Kind::hold: {
+        stored = co_await SpoolAwait{*loop, [&](queue::Spool::Done done) { spool.update(env, std::move(done)); }};
+        const int64_t in_s = (env.next_attempt_us - now_us()) / 1'000'000;
+        log::event(disposition.kind == Disposition::Kind::hold ? "on_hold" : to_string(env.queue),
+                   {{"qid", id}, {"attempts", env.attempts}, {"next_attempt_in_s", std::max<int64_t>(in_s, 0)},
+                    {"reason", env.last_error}});
+        break;
+      }
+    }
+    if (!stored) log::event("spool_error", {{"qid", id}, {"reason", stored.error()}});
+    in_flight.erase(id);
+    --live_tasks;
+    end_if_done();
+  }
+};
+
+Result<std::unique_ptr<DeliveryEngine>> DeliveryEngine::start(queue::Spool& spool, EngineSettings settings) {
+  auto impl = std::make_unique<Impl>(spool, std::move(settings));
+  std::promise<Status> ready;
+  auto result = ready.get_future();
+  Impl* raw = impl.get();
+  impl->thread = std::thread([raw, &ready] { raw->run(&ready); });
+  Status status = result.get();
+  if (!status) {
+    impl->thread.join();
+    return Error{status.error()};
+  }
+  return std::unique_ptr<DeliveryEngine>(new DeliveryEngine(std::move(impl)));
+}
+
+DeliveryEngine::DeliveryEngine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+DeliveryEngine::~DeliveryEngine() {
+  stop();
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+void DeliveryEngine::wake() {
+  Impl* impl = impl_.get();
+  if (impl->wake_posted.exchange(true, std::memory_order_acq_rel)) return;
+  impl->loop->post([impl] {
+    impl->wake_posted.store(false, std::memory_order_release);
+    impl->wake();
+  });
+}
+
+void DeliveryEngine::stop() {
+  Impl* impl = impl_.get();
+  impl->loop->post([impl] { impl->begin_stop(); });
+}
+
+void DeliveryEngine::flush(std::string target, std::function<void(size_t)> done) {
+  Impl* impl = impl_.get();
+  impl->loop->post([impl, target = std::move(target), done = std::move(done)]() mutable {
+    if (impl->stopping) {
+      done(0);
+      return;
+    }
+    io::spawn(impl->flush(std::move(target), std::move(done)));
+  });
+}
+
+void DeliveryEngine::hold_domain(std::string domain, bool hold, std::function<void(Result<size_t>)> done) {
+  Impl* impl = impl_.get();
+  impl->loop->post([impl, domain = std::move(domain), hold, done = std::move(done)]() mutable {
+    if (impl->stopping) {
+      done(Error{"ternd is stopping"});
+      return;
+    }
+    io::spawn(impl->hold_domain(std::move(domain), hold, std::move(done)));
+  });
+}
+
+bool DeliveryEngine::finished() const { return impl_->finished.load(std::memory_order_acquire); }
+
+void DeliveryEngine::abandon() {
+  Impl* impl = impl_.get();
+  impl->loop->post([impl] { impl->loop->stop(); });
+}
+
+}  // namespace tern::delivery

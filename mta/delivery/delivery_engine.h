@@ -1,0 +1,87 @@
+// The outbound half of ternd: one thread with its own io_uring loop that
+// takes due messages from the spool, routes each recipient, resolves MX
+// hosts, delivers over cached connections within the concurrency limits,
+// and records every outcome (delivered, retry1, retry2, failed) back in the
+// spool. ternd's workers only receive; this thread only delivers.
+//
+// Inside (all on the engine's loop; see docs/ARCHITECTURE.md):
+//   scanner      due messages from incoming, retry1, retry2 → active
+//   router       each pending recipient → next hop; jobs grouped by hop
+//   destinations per hop: a job queue, connections (at most
+//                max_per_destination), idle connections kept for reuse
+//   settle       outcomes → envelope → finished / retry queue / expired
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dns/address.h"
+#include "dns/resolver.h"
+#include "mta/delivery/retry_ladder.h"
+#include "mta/delivery/router.h"
+#include "mta/delivery/smtp_client.h"
+#include "queue/result.h"
+#include "queue/spool.h"
+
+namespace tern::delivery {
+
+struct EngineSettings {
+  RetrySettings retry;
+  RoutingTable routing;
+  ClientSettings client;
+  dns::ResolverOptions dns;
+  std::vector<dns::IpAddress> our_addresses;  // MX hosts with these addresses are us (5.4.6)
+  uint16_t smtp_port = 25;                    // port of MX hosts and of hops without one
+  unsigned max_connections = 500;             // outbound, in total
+  unsigned max_per_destination = 20;
+  double destination_rate = 0;                // messages/s per destination; 0 = unlimited
+  unsigned max_messages_per_connection = 100;
+  int64_t connection_cache_ms = 5'000;        // an idle connection waits this long for more mail
+  int64_t scan_interval_ms = 1'000;
+  size_t scan_batch = 1'000;                  // messages taken per queue and scan
+};
+
+class DeliveryEngine {
+ public:
+  // Starts the thread; the router's name is resolved once here (a router
+  // that does not resolve is logged and not used).
+  static Result<std::unique_ptr<DeliveryEngine>> start(queue::Spool& spool, EngineSettings settings);
+  ~DeliveryEngine();  // stop() and join
+  DeliveryEngine(const DeliveryEngine&) = delete;
+  DeliveryEngine& operator=(const DeliveryEngine&) = delete;
+
+  // Thread-safe: look for due mail now (new mail was committed, or an
+  // administrator asked for a flush).
+  void wake();
+  // Thread-safe: make queued mail due now and look for it: the message
+  // `target` (a queue ID), every message with a pending recipient in domain
+  // `target` ("@domain": with its subdomains), or with an empty target all
+  // mail waiting in incoming, retry1 and retry2 (ternctl flush, ETRN).
+  // `done(n)` runs on the engine's thread with how many messages matched.
+  void flush(std::string target, std::function<void(size_t)> done);
+  // Thread-safe: hold a destination's mail (`hold` true: its recipients are
+  // not tried; messages left with only them wait in `hold`) or release it
+  // (those messages go back to incoming). The held set survives restarts
+  // (a file in the spool directory). `done` runs on the engine's thread with
+  // the number of messages released, or why the change could not be saved.
+  void hold_domain(std::string domain, bool hold, std::function<void(Result<size_t>)> done);
+  // Thread-safe: take no more mail; connections end after their current
+  // transaction. Messages not finished stay in `active`, which recovery
+  // returns to `incoming` at the next start (delivery is at least once).
+  void stop();
+  // Thread-safe: the loop has ended (after stop(), once every connection
+  // finished its transaction).
+  bool finished() const;
+  // Thread-safe: end the loop now, whatever is in flight (after the drain
+  // time); unfinished messages stay in `active` for recovery.
+  void abandon();
+
+  struct Impl;
+
+ private:
+  explicit DeliveryEngine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tern::delivery

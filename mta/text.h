@@ -1,0 +1,36 @@
+// Small text helpers: ASCII case folding for protocol names (domains,
+// keywords; locale-free, non-ASCII octets such as UTF-8 U-labels pass
+// unchanged) and quoting for messages.
+#pragma once
+#include <string>
+#include <string_view>
+
+namespace tern {
+
+inline char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+
+inline std::string ascii_lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = ascii_lower(c);
+  return out;
+}
+
+inline bool ascii_iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
+  return true;
+}
+
+// "text" with its double quotes, for error messages. Built by appending:
+// g++ 12 -O2 warns falsely (-Wrestrict) on "\"" + std::string.
+inline std::string quoted(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 2);
+  out += '"';
+  out += s;
+  out += '"';
+  return out;
+}
+
+}  // namespace tern

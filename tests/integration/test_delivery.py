@@ -1,0 +1,427 @@
+"""Delivery: ternd takes queued mail to its next hop.
+
+Real parts only: ternd, dnsmasq serving MX and A records for .test domains on
+a loopback port, and tern-sink instances on 127.0.0.x addresses as receiving
+servers (with fault injection where a test needs a misbehaving server).
+MX hosts are reached on the port `delivery.smtp_port` names, since tests
+cannot bind port 25.
+"""
+import json
+import os
+import signal
+import smtplib
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import free_port, wait_until
+
+DNSMASQ = "/usr/sbin/dnsmasq"
+
+
+class Dnsmasq:
+    """dnsmasq in the foreground on 127.0.0.1:PORT, answering only from its
+    command line: unknown .test names are NXDOMAIN, nothing is forwarded
+    unless a record says so."""
+
+    def __init__(self, records):
+        assert os.access(DNSMASQ, os.X_OK), f"{DNSMASQ} missing (Debian package dnsmasq-base)"
+        for _ in range(3):
+            self.port = free_port()
+            self.proc = subprocess.Popen(
+                [DNSMASQ, "--keep-in-foreground", "--no-resolv", "--no-hosts", "--conf-file=/dev/null",
+                 "--pid-file", "--log-facility=-", f"--port={self.port}", "--listen-address=127.0.0.1",
+                 "--bind-interfaces", "--local-ttl=1", "--local=/test/", *records],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            try:
+                wait_until(lambda: self.proc.poll() is not None or self._answers(), 5, what="dnsmasq")
+            except AssertionError:
+                self.stop()
+                raise
+            if self.proc.poll() is None:
+                return
+        raise AssertionError(f"dnsmasq did not start: {self.proc.stderr.read().decode(errors='replace')}")
+
+    def _answers(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), 0.5):
+                return True
+        except OSError:
+            return False
+
+    @property
+    def server(self):
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(5)
+
+
+class ServfailServer:
+    """Answers every UDP query with SERVFAIL (what a broken authoritative
+    server looks like through a resolver)."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.queries = 0
+        self.running = True
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while self.running:
+            try:
+                data, peer = self.sock.recvfrom(1500)
+            except OSError:
+                continue
+            if len(data) < 12:
+                continue
+            self.queries += 1
+            reply = bytearray(data)
+            reply[2] |= 0x80
+            reply[3] = 0x80 | 2
+            self.sock.sendto(bytes(reply), peer)
+
+    def stop(self):
+        self.running = False
+        self.thread.join(2)
+        self.sock.close()
+
+
+@pytest.fixture
+def dns_factory():
+    servers = []
+
+    def make(*records):
+        d = Dnsmasq(records)
+        servers.append(d)
+        return d
+    yield make
+    for d in servers:
+        d.stop()
+
+
+@pytest.fixture
+def servfail():
+    s = ServfailServer()
+    yield s
+    s.stop()
+
+
+def sink_on(sink_factory, ip, port, *args):
+    """A tern-sink on ip:port (the MX port every test host shares)."""
+    return sink_factory(*args, listen=lambda _free: [f"{ip}:{port}"])
+
+
+def delivering_ternd(ternd_factory, dns, smtp_port, **sections):
+    cfg = {
+        "delivery": {"enabled": True, "smtp_port": smtp_port, "scan_interval": "200ms",
+                     "connect_timeout": "2s", "command_timeout": "5s", "connection_cache_time": "1s"},
+        "dns": {"servers": [dns.server], "timeout": "1s", "tries": 1},
+        "retry": {"jitter": 0},
+    }
+    for key, value in sections.items():
+        cfg.setdefault(key, {}).update(value)
+    return ternd_factory(cfg)
+
+
+def send(ternd, rcpts, sender="alice@example.test", body="Subject: t\r\n\r\nhello\r\n.dot line\r\n"):
+    with smtplib.SMTP("127.0.0.1", ternd.port, timeout=10) as c:
+        c.sendmail(sender, list(rcpts), body.encode())
+
+
+def wait_messages(sink, n, timeout=20):
+    return wait_until(lambda: (r := sink.report())["messages"] >= n and r, timeout, what=f"{n} messages at the sink")
+
+
+def test_delivers_to_the_best_mx(ternd_factory, dns_factory, sink_factory):
+    port = free_port()
+    dns = dns_factory("--mx-host=dest.test,mx1.dest.test,10", "--mx-host=dest.test,mx2.dest.test,20",
+                      "--host-record=mx1.dest.test,127.0.0.2", "--host-record=mx2.dest.test,127.0.0.3")
+    best = sink_on(sink_factory, "127.0.0.2", port)
+    second = sink_on(sink_factory, "127.0.0.3", port)
+    t = delivering_ternd(ternd_factory, dns, port)
+    send(t, ["bob@dest.test"])
+    wait_messages(best, 1)
+    ev = t.wait_event("delivered", rcpt="bob@dest.test")
+    assert "mx1.dest.test" in ev["relay"]
+    t.wait_event("finished", qid=ev["qid"], result="delivered")
+    assert second.report()["messages"] == 0
+    wait_until(lambda: t.queue() == [], 10, what="an empty queue")
+
+
+def test_next_mx_when_the_first_refuses_the_connection(ternd_factory, dns_factory, sink_factory):
+    port = free_port()
+    dns = dns_factory("--mx-host=dest.test,mx1.dest.test,10", "--mx-host=dest.test,mx2.dest.test,20",
+                      "--host-record=mx1.dest.test,127.0.0.4", "--host-record=mx2.dest.test,127.0.0.3")
+    second = sink_on(sink_factory, "127.0.0.3", port)
+    t = delivering_ternd(ternd_factory, dns, port)
+    send(t, ["bob@dest.test"])
+    wait_messages(second, 1)
+    t.wait_event("connect_failed", destination="dest.test")
+    ev = t.wait_event("delivered", rcpt="bob@dest.test")
+    assert "mx2.dest.test" in ev["relay"]
+
+
+def test_next_mx_on_a_4xx_greeting(ternd_factory, dns_factory, sink_factory):
+    port = free_port()
+    dns = dns_factory("--mx-host=dest.test,mx1.dest.test,10", "--mx-host=dest.test,mx2.dest.test,20",
+                      "--host-record=mx1.dest.test,127.0.0.2", "--host-record=mx2.dest.test,127.0.0.3")
+    busy = sink_on(sink_factory, "127.0.0.2", port, "--fault", "banner=421")
+    second = sink_on(sink_factory, "127.0.0.3", port)
+    t = delivering_ternd(ternd_factory, dns, port)
+    send(t, ["bob@dest.test"])
+    wait_messages(second, 1)
+    assert busy.report()["messages"] == 0
+    assert t.wait_event("connect_failed", destination="dest.test")["phase"] == "greeting"
+
+
+def test_implicit_mx(ternd_factory, dns_factory, sink_factory):
+    port = free_port()
+    dns = dns_factory("--host-record=plain.test,127.0.0.2")
+    s = sink_on(sink_factory, "127.0.0.2", port)
+    t = delivering_ternd(ternd_factory, dns, port)
+    send(t, ["bob@plain.test"])
+    wait_messages(s, 1)
+
+
+@pytest.mark.parametrize("domain,records,dsn", [
+    ("null.test", ["--mx-host=null.test,.,0"], "5.1.10"),
+    ("missing.test", [], "5.1.2"),
+])
+def test_permanent_dns_failures_fail_at_once(ternd_factory, dns_factory, domain, records, dsn):
+    dns = dns_factory(*records)
+    t = delivering_ternd(ternd_factory, dns, free_port())
+    send(t, [f"bob@{domain}"])
+    ev = t.wait_event("undeliverable", rcpt=f"bob@{domain}")
+    assert ev["dsn"] == dsn, ev
+    t.wait_event("finished", qid=ev["qid"], result="failed")
+    wait_until(lambda: t.queue() == [], 10, what="an empty queue")
+
+
+def test_servfail_is_temporary(ternd_factory, dns_factory, servfail):
+    dns = dns_factory(f"--server=/broken.test/127.0.0.1#{servfail.port}")
+    t = delivering_ternd(ternd_factory, dns, free_port())
+    send(t, ["bob@broken.test"])
+    ev = t.wait_event("deferred", rcpt="bob@broken.test")
+    assert ev["dsn"].startswith("4."), ev
+    t.wait_event("retry1", qid=ev["qid"])
+    assert servfail.queries > 0
+
+
+def test_mx_pointing_back_at_us_is_a_loop(ternd_factory, dns_factory):
+    dns = dns_factory("--mx-host=loop.test,mx.loop.test,10", "--host-record=mx.loop.test,127.0.0.1")
+    t = delivering_ternd(ternd_factory, dns, free_port())
+    send(t, ["bob@loop.test"])
+    ev = t.wait_event("undeliverable", rcpt="bob@loop.test")
+    assert ev["dsn"] == "5.4.6", ev
+
+
+def test_partial_delivery_retries_only_the_deferred_recipient(ternd_factory, dns_factory, sink_factory):
+    port = free_port()
+    dns = dns_factory("--host-record=dest.test,127.0.0.2")
+    s = sink_on(sink_factory, "127.0.0.2", port, "--fault", "rcpt=550:0.5")
+    t = delivering_ternd(ternd_factory, dns, port)
+    send(t, ["a@dest.test", "b@dest.test"])
+    wait_messages(s, 1)
+    events = wait_until(lambda: len(evs := [e for e in t.events() if e.get("event") in ("delivered", "undeliverable")])
+                        == 2 and evs, 10, what="two outcomes")
+    assert sorted(e["event"] for e in events) == ["delivered", "undeliverable"]
+    assert s.report()["recipients"] == 1
+    t.wait_event("finished", result="failed")
+
+
+def test_retry_ladder_to_expiry(ternd_factory, dns_factory, sink_factory):
+    port = free_port()
+    dns = dns_factory("--host-record=slow.test,127.0.0.2")
+    sink_on(sink_factory, "127.0.0.2", port, "--fault", "rcpt=451")
+    t = delivering_ternd(ternd_factory, dns, port,
+                         retry={"first": {"count": 2, "interval": "1s"}, "second": {"interval": "2s"},
+                                "max_age": "7s"})
+    send(t, ["bob@slow.test"])
+    ev = t.wait_event("expired", timeout=30)
+    kinds = [e["event"] for e in t.events() if e.get("qid") == ev["qid"] and e.get("event") in
+             ("retry1", "retry2", "expired")]
+    assert kinds[:3] == ["retry1", "retry1", "retry2"], kinds
+    assert kinds[-1] == "expired"
+    failed = t.wait_event("finished", qid=ev["qid"])
+    assert failed["result"] == "expired"
+
+
+def test_one_connection_carries_many_messages(ternd_factory, dns_factory, sink_factory):
+    port = free_port()
+    dns = dns_factory("--host-record=dest.test,127.0.0.2")
+    s = sink_on(sink_factory, "127.0.0.2", port, "--delay", "dot=100")
+    t = delivering_ternd(ternd_factory, dns, port, delivery={"max_per_destination": 1})
+    for i in range(6):
+        send(t, [f"u{i}@dest.test"])
+    report = wait_messages(s, 6)
+    assert report["connections"] == 1, report
+
+
+def test_transport_table_overrides_mx(ternd_factory, dns_factory, sink_factory):
+    port = free_port()
+    dns = dns_factory("--host-record=corp.test,127.0.0.3")
+    s = sink_on(sink_factory, "127.0.0.2", port)
+    t = delivering_ternd(ternd_factory, dns, port,
+                         routing={"transport": [{"domain": "*.corp.test", "next_hop": f"[127.0.0.2]:{port}"}]})
+    send(t, ["bob@eu.corp.test"])
+    wait_messages(s, 1)
+    assert t.wait_event("delivered", rcpt="bob@eu.corp.test")["relay"].endswith(f"[127.0.0.2:{port}]")
+
+
+def test_firewall_mode_sends_everything_through_the_router(ternd_factory, dns_factory, sink_factory):
+    port = free_port()
+    dns = dns_factory("--host-record=dest.test,127.0.0.3")
+    router = sink_on(sink_factory, "127.0.0.2", port)
+    direct = sink_on(sink_factory, "127.0.0.3", port)
+    t = delivering_ternd(ternd_factory, dns, port, routing={"router": f"[127.0.0.2]:{port}", "firewall": True})
+    send(t, ["bob@dest.test"])
+    wait_messages(router, 1)
+    assert direct.report()["messages"] == 0
+
+
+def test_router_is_the_fallback_when_dns_finds_no_route(ternd_factory, dns_factory, sink_factory):
+    port = free_port()
+    dns = dns_factory()
+    router = sink_on(sink_factory, "127.0.0.2", port)
+    t = delivering_ternd(ternd_factory, dns, port, routing={"router": f"[127.0.0.2]:{port}"})
+    send(t, ["bob@unknown.test"])
+    wait_messages(router, 1)
+    t.wait_event("fallback", router="[127.0.0.2]")
+
+
+def test_sigkill_during_delivery_loses_nothing(ternd_factory, dns_factory, sink_factory, workdir):
+    port = free_port()
+    dns = dns_factory("--host-record=dest.test,127.0.0.2")
+    maildir = os.path.join(workdir, "maildir")
+    s = sink_on(sink_factory, "127.0.0.2", port, "--maildir", maildir, "--delay", "dot=30")
+    t = delivering_ternd(ternd_factory, dns, port, delivery={"max_per_destination": 2})
+    rcpts = [f"u{i}@dest.test" for i in range(40)]
+    for r in rcpts:
+        send(t, [r])
+    wait_until(lambda: s.report()["messages"] >= 5, 20, what="delivery under way")
+    t.proc.send_signal(signal.SIGKILL)
+    t.proc.wait(10)
+    t.start(keep_port=True)
+    wait_until(lambda: t.queue() == [], 60, what="the queue to drain after the restart")
+    delivered = []
+    for name in os.listdir(os.path.join(maildir, "new")):
+        with open(os.path.join(maildir, "new", name), "rb") as f:
+            for line in f.read().splitlines():
+                if line.startswith(b"X-Tern-Sink-Rcpt: <"):
+                    delivered.append(line[len(b"X-Tern-Sink-Rcpt: <"):-1].decode())
+    # At least once: every recipient arrived; a message in flight at the kill
+    # may have arrived twice.
+    assert set(delivered) == set(rcpts), sorted(set(rcpts) - set(delivered))
+    assert len(delivered) >= len(rcpts)
+
+
+def deferred_ternd(ternd_factory, dns, port, **sections):
+    """A ternd whose first retry is far away: only a flush brings the mail back soon."""
+    retry = {"first": {"count": 3, "interval": "90m"}}
+    return delivering_ternd(ternd_factory, dns, port, retry=retry, **sections)
+
+
+def test_flush_retries_a_domain_now(ternd_factory, dns_factory, sink_factory):
+    port = free_port()
+    dns = dns_factory("--host-record=later.test,127.0.0.2", "--host-record=other.test,127.0.0.2")
+    t = deferred_ternd(ternd_factory, dns, port)
+    send(t, ["bob@later.test"])
+    send(t, ["eve@other.test"])
+    t.wait_event("retry1", timeout=15)
+    wait_until(lambda: len(t.events("retry1")) == 2, 15, what="both messages in retry1")
+    s = sink_on(sink_factory, "127.0.0.2", port)
+    r = t.ternctl("flush", "later.test")
+    assert r.returncode == 0, r.stderr
+    assert "1 message to be tried now" in r.stdout, r.stdout
+    wait_messages(s, 1)
+    t.wait_event("delivered", rcpt="bob@later.test")
+    time.sleep(1)
+    assert s.report()["messages"] == 1  # other.test waits for its retry
+    assert [m["queue"] for m in t.queue()] == ["retry1"]
+    r = t.ternctl("flush")
+    assert "1 message to be tried now" in r.stdout, r.stdout
+    wait_messages(s, 2)
+
+
+def test_etrn_for_configured_domains_only(ternd_factory, dns_factory, sink_factory):
+    port = free_port()
+    dns = dns_factory("--host-record=branch.test,127.0.0.2")
+    t = deferred_ternd(ternd_factory, dns, port, routing={"etrn_domains": ["branch.test"]})
+    send(t, ["bob@branch.test"])
+    t.wait_event("retry1", timeout=15)
+    s = sink_on(sink_factory, "127.0.0.2", port)
+    with smtplib.SMTP("127.0.0.1", t.port, timeout=10) as c:
+        code, msg = c.ehlo("client.test")
+        assert b"ETRN" in msg
+        assert c.docmd("ETRN", "elsewhere.test")[0] == 459
+        assert c.docmd("ETRN", "#queue")[0] == 458
+        assert c.docmd("ETRN")[0] == 501
+        code, msg = c.docmd("ETRN", "branch.test")
+        assert code == 253, msg
+        assert b"1 pending messages" in msg
+    wait_messages(s, 1)
+    with smtplib.SMTP("127.0.0.1", t.port, timeout=10) as c:
+        c.ehlo("client.test")
+        wait_until(lambda: t.queue() == [], 10, what="an empty queue")
+        assert c.docmd("ETRN", "branch.test")[0] == 251
+
+
+def test_hold_and_release_a_domain(ternd_factory, dns_factory, sink_factory):
+    port = free_port()
+    dns = dns_factory("--host-record=held.test,127.0.0.2", "--host-record=free.test,127.0.0.2")
+    s = sink_on(sink_factory, "127.0.0.2", port)
+    t = delivering_ternd(ternd_factory, dns, port)
+    r = t.ternctl("hold-domain", "Held.test")
+    assert r.returncode == 0, r.stderr
+    send(t, ["a@held.test", "b@free.test"])
+    ev = t.wait_event("on_hold")
+    assert "held.test" in ev["reason"], ev
+    assert s.report()["recipients"] == 1  # free.test went, held.test waits
+    [msg] = t.queue()
+    assert msg["queue"] == "hold"
+    # The held set survives a restart.
+    t.stop()
+    t.start(keep_port=True)
+    send(t, ["c@held.test"])
+    wait_until(lambda: len(t.queue()) == 2, 10, what="the second message held")
+    r = t.ternctl("release-domain", "held.test")
+    assert r.returncode == 0, r.stderr
+    assert "2 messages back in incoming" in r.stdout, r.stdout
+    wait_until(lambda: s.report()["recipients"] == 3, 15, what="the held recipients delivered")
+    wait_until(lambda: t.queue() == [], 10, what="an empty queue")
+
+
+def test_smarthost_with_auth(ternd_factory, dns_factory, workdir):
+    """Firewall mode through a router that wants AUTH (aiosmtpd: a server
+    nobody here wrote)."""
+    port = free_port()
+    log = os.path.join(workdir, "auth.log")
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "aiosmtpd_auth_server.py")
+    server = subprocess.Popen(["/usr/bin/python3", script, "--port", str(port), "--user", "relay-user",
+                               "--password", "s3cret", "--log", log],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert "listening on" in server.stdout.readline()
+        dns = dns_factory()
+        t = delivering_ternd(ternd_factory, dns, free_port(),
+                             routing={"router": f"[127.0.0.1]:{port}", "firewall": True,
+                                      "router_user": "relay-user", "router_password": "s3cret",
+                                      "router_tls": "none"})
+        send(t, ["bob@far.test"])
+        t.wait_event("delivered", rcpt="bob@far.test")
+        records = [json.loads(line) for line in open(log)]
+        assert any(r.get("event") == "message" and r["authenticated"] and r["rcpt_tos"] == ["bob@far.test"]
+                   for r in records), records
+    finally:
+        server.terminate()
+        server.wait(10)
