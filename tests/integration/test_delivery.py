@@ -121,11 +121,11 @@ def sink_on(sink_factory, ip, port, *args):
     return sink_factory(*args, listen=lambda _free: [f"{ip}:{port}"])
 
 
-def delivering_ternd(ternd_factory, dns, smtp_port, **sections):
+def delivering_ternd(ternd_factory, dns_server, smtp_port, **sections):
     cfg = {
         "delivery": {"enabled": True, "smtp_port": smtp_port, "scan_interval": "200ms",
                      "connect_timeout": "2s", "command_timeout": "5s", "connection_cache_time": "1s"},
-        "dns": {"servers": [dns.server], "timeout": "1s", "tries": 1},
+        "dns": {"servers": [dns_server.server], "timeout": "1s", "tries": 1},
         "retry": {"jitter": 0},
     }
     for key, value in sections.items():
@@ -425,3 +425,61 @@ def test_smarthost_with_auth(ternd_factory, dns_factory, workdir):
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_a_connection_limit_holds_mail_back_as_resource_busy(ternd_factory, dns_factory, sink_factory):
+    port = free_port()
+    dns = dns_factory("--host-record=dest.test,127.0.0.2")
+    s = sink_on(sink_factory, "127.0.0.2", port, "--delay", "dot=300")
+    t = delivering_ternd(ternd_factory, dns, port, delivery={"max_per_destination": 1})
+    for i in range(3):
+        send(t, [f"u{i}@dest.test"])
+    wait_messages(s, 3)
+    busy = t.events("resource_busy")
+    assert busy and busy[0]["limit"] == "max_per_destination", busy
+    # Held back in memory and sent as soon as the connection was free: never a retry queue.
+    assert not t.events("retry1")
+
+
+def test_router_that_does_not_resolve_is_not_used(ternd_factory, dns_factory, sink_factory):
+    port = free_port()
+    dns = dns_factory("--host-record=dest.test,127.0.0.2")
+    s = sink_on(sink_factory, "127.0.0.2", port)
+    t = delivering_ternd(ternd_factory, dns, port, routing={"router": "gateway.test", "firewall": True})
+    ev = t.wait_event("router_unavailable")
+    assert ev["router"] == "gateway.test"
+    send(t, ["bob@dest.test"])
+    wait_messages(s, 1)
+
+
+def test_host_table_overrides_dns(ternd_factory, dns_factory, sink_factory, workdir):
+    port = free_port()
+    dns = dns_factory("--mx-host=dest.test,mx.dest.test,10", "--host-record=mx.dest.test,127.0.0.3")
+    s = sink_on(sink_factory, "127.0.0.2", port)
+    hosts = os.path.join(workdir, "hosts")
+    with open(hosts, "w") as f:
+        f.write("# the old system's local host table\n127.0.0.2 mx.dest.test\n")
+    t = delivering_ternd(ternd_factory, dns, port, dns={"hosts_file": hosts})
+    send(t, ["bob@dest.test"])
+    wait_messages(s, 1)
+
+
+def test_address_literal_needs_no_dns(ternd_factory, dns_factory, sink_factory):
+    port = free_port()
+    dns = dns_factory()
+    s = sink_on(sink_factory, "127.0.0.2", port)
+    t = delivering_ternd(ternd_factory, dns, port)
+    send(t, ["bob@[127.0.0.2]"])
+    wait_messages(s, 1)
+
+
+def test_destination_rate_paces_the_messages(ternd_factory, dns_factory, sink_factory):
+    port = free_port()
+    dns = dns_factory("--host-record=dest.test,127.0.0.2")
+    s = sink_on(sink_factory, "127.0.0.2", port)
+    t = delivering_ternd(ternd_factory, dns, port, delivery={"destination_rate": 5})
+    for i in range(6):
+        send(t, [f"u{i}@dest.test"])
+    report = wait_messages(s, 6, timeout=30)
+    # Six messages at five a second: at least a second between the first and the last.
+    assert report["elapsed_s"] >= 0.9, report
