@@ -126,6 +126,13 @@ int run_daemon(const std::string& config_path) {
     auto started = delivery::DeliveryEngine::start(*spool.value(), std::move(engine_settings.value()));
     if (!started) return fatal("delivery: " + started.error());
     engine = std::move(started.value());
+    log::event("delivery_started",
+               {{"max_connections", config.delivery.max_connections},
+                {"max_per_destination", config.delivery.max_per_destination},
+                {"router", config.routing.router.empty() ? std::string("none") : config.routing.router},
+                {"firewall", config.routing.firewall ? "yes" : "no"},
+                {"transport_entries", config.routing.transport.size()},
+                {"dns", config.dns.servers.empty() ? std::string("resolv.conf") : config.dns.servers.front()}});
     ctx.queued = [e = engine.get()] { e->wake(); };
     ctx.flush = [e = engine.get()](std::string target, std::function<void(size_t)> done) {
       e->flush(std::move(target), std::move(done));

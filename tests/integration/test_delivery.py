@@ -149,6 +149,7 @@ def test_delivers_to_the_best_mx(ternd_factory, dns_factory, sink_factory):
     best = sink_on(sink_factory, "127.0.0.2", port)
     second = sink_on(sink_factory, "127.0.0.3", port)
     t = delivering_ternd(ternd_factory, dns, port)
+    assert t.wait_event("delivery_started")["dns"] == dns.server
     send(t, ["bob@dest.test"])
     wait_messages(best, 1)
     ev = t.wait_event("delivered", rcpt="bob@dest.test")
@@ -483,3 +484,13 @@ def test_destination_rate_paces_the_messages(ternd_factory, dns_factory, sink_fa
     report = wait_messages(s, 6, timeout=30)
     # Six messages at five a second: at least a second between the first and the last.
     assert report["elapsed_s"] >= 0.9, report
+
+
+def test_disabled_delivery_keeps_mail_queued(ternd):
+    send(ternd, ["bob@elsewhere.test"])
+    wait_until(lambda: len(ternd.queue()) == 1, 10, what="the message queued")
+    assert not ternd.events("delivery_started")
+    r = ternd.ternctl("flush")
+    assert r.returncode != 0 and "delivery is disabled" in (r.stdout + r.stderr), r
+    [msg] = ternd.queue()
+    assert msg["queue"] == "incoming"
