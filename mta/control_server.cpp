@@ -159,7 +159,9 @@ std::string ControlServer::handle(const std::string& request_line) {
   if (cmd == "flush") {
     if (args.size() > 1) return "error usage: flush [ID|DOMAIN|@DOMAIN]\n";
     if (!delivery_.flush) return "error delivery is disabled (delivery.enabled = false)\n";
-    const size_t n = delivery_.flush(args.empty() ? std::string() : args[0]);
+    Result<size_t> flushed = delivery_.flush(args.empty() ? std::string() : args[0]);
+    if (!flushed) return "error " + flushed.error() + "\n";
+    const size_t n = flushed.value();
     return "ok\n" + std::to_string(n) + " message" + (n == 1 ? "" : "s") + " to be tried now\n";
   }
   if (cmd == "hold-domain" || cmd == "release-domain") {

@@ -22,7 +22,7 @@ class ControlServer {
   // What ternctl asks of the delivery engine; empty when ternd does not deliver.
   struct DeliveryControls {
     // flush [TARGET]: makes matching mail due now; how many messages.
-    std::function<size_t(const std::string& target)> flush;
+    std::function<Result<size_t>(const std::string& target)> flush;
     // hold-domain / release-domain D: how many messages were released.
     std::function<Result<size_t>(const std::string& domain, bool hold)> hold_domain;
   };

@@ -153,17 +153,22 @@ int run_daemon(const std::string& config_path) {
 
   ControlServer::DeliveryControls delivery_controls;
   if (engine) {
-    // The control thread may block: it waits for the engine's answer.
-    delivery_controls.flush = [e = engine.get()](const std::string& target) {
+    // The control thread may block: it waits for the engine's answer, but
+    // not forever (an engine that has stopped never answers).
+    delivery_controls.flush = [e = engine.get()](const std::string& target) -> Result<size_t> {
       auto answer = std::make_shared<std::promise<size_t>>();
       auto result = answer->get_future();
       e->flush(target, [answer](size_t n) { answer->set_value(n); });
+      if (result.wait_for(std::chrono::seconds(60)) != std::future_status::ready)
+        return Error{"the delivery engine did not answer"};
       return result.get();
     };
-    delivery_controls.hold_domain = [e = engine.get()](const std::string& domain, bool hold) {
+    delivery_controls.hold_domain = [e = engine.get()](const std::string& domain, bool hold) -> Result<size_t> {
       auto answer = std::make_shared<std::promise<Result<size_t>>>();
       auto result = answer->get_future();
       e->hold_domain(domain, hold, [answer](Result<size_t> r) { answer->set_value(std::move(r)); });
+      if (result.wait_for(std::chrono::seconds(60)) != std::future_status::ready)
+        return Error{"the delivery engine did not answer"};
       return result.get();
     };
   }
