@@ -528,7 +528,7 @@ struct DeliveryEngine::Impl {
       Result<std::string> content = co_await read;
       if (!content) {
         finish_job(job, temporary_for(job, "4.3.0", "cannot read the message from the spool: " + content.error()),
-                   relay);
+                   relay, client.encrypted());
         co_return;
       }
       m.content = std::move(content.value());
@@ -541,7 +541,7 @@ struct DeliveryEngine::Impl {
     }
     OutboundMessage outbound{&m.envelope, job.recipients, &*m.content};
     std::vector<RecipientOutcome> outcomes = co_await client.send(outbound);
-    finish_job(job, outcomes, relay);
+    finish_job(job, outcomes, relay, client.encrypted());
   }
 
   // The hosts of a destination, best first: its MX hosts (without us) or
@@ -606,7 +606,7 @@ struct DeliveryEngine::Impl {
         o.text = failure.text;
         outcomes.push_back(std::move(o));
       }
-      finish_job(job, outcomes, "");
+      finish_job(job, outcomes, "", false);
     }
   }
 
@@ -618,7 +618,8 @@ struct DeliveryEngine::Impl {
   }
 
   // ---- settling ----
-  void finish_job(const Job& job, const std::vector<RecipientOutcome>& outcomes, const std::string& relay) {
+  void finish_job(const Job& job, const std::vector<RecipientOutcome>& outcomes, const std::string& relay,
+                  bool encrypted) {
     Message& m = *job.message;
     for (const auto& o : outcomes) {
       record_outcome(m.envelope, o, relay);
@@ -626,6 +627,7 @@ struct DeliveryEngine::Impl {
       log::event(kind_name(o.kind), {{"qid", m.envelope.id},
                                      {"rcpt", m.envelope.recipients[o.recipient].address},
                                      {"relay", relay.empty() ? std::string("none") : relay},
+                                     {"tls", encrypted ? "yes" : "no"},
                                      {"code", o.code},
                                      {"dsn", o.enhanced},
                                      {"reply", o.text}});

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import free_port, wait_until
+from conftest import free_port, make_cert, wait_until
 
 DNSMASQ = "/usr/sbin/dnsmasq"
 
@@ -494,3 +494,40 @@ def test_disabled_delivery_keeps_mail_queued(ternd):
     assert r.returncode != 0 and "delivery is disabled" in (r.stdout + r.stderr), r
     [msg] = ternd.queue()
     assert msg["queue"] == "incoming"
+
+
+@pytest.mark.parametrize("policy,hide,outcome,tls", [
+    ("may", False, "delivered", "yes"),
+    ("may", True, "delivered", "no"),
+    ("encrypt", False, "delivered", "yes"),
+    ("encrypt", True, "deferred", None),
+    ("none", False, "delivered", "no"),
+])
+def test_starttls_policy_per_destination(ternd_factory, dns_factory, sink_factory, policy, hide, outcome, tls):
+    port = free_port()
+    dns = dns_factory("--host-record=dest.test,127.0.0.2")
+    sink_on(sink_factory, "127.0.0.2", port, *(["--hide", "STARTTLS"] if hide else []))
+    t = delivering_ternd(ternd_factory, dns, port,
+                         routing={"transport": [{"domain": "dest.test", "next_hop": f"dest.test:{port}",
+                                                 "tls": policy}]})
+    send(t, ["bob@dest.test"])
+    ev = t.wait_event(outcome, rcpt="bob@dest.test")
+    if tls:
+        assert ev["tls"] == tls, ev
+    else:
+        assert ev["dsn"] == "4.7.4", ev
+
+
+def test_starttls_verify_checks_chain_and_name(ternd_factory, dns_factory, sink_factory, workdir):
+    port = free_port()
+    dns = dns_factory("--host-record=mx.sink.test,127.0.0.2", "--host-record=other.sink.test,127.0.0.2")
+    cert, key = make_cert(workdir, cn="mx.sink.test")
+    sink_on(sink_factory, "127.0.0.2", port, "--cert", cert, "--key", key, "--hostname", "mx.sink.test")
+    transport = [{"domain": "good.test", "next_hop": f"mx.sink.test:{port}", "tls": "verify"},
+                 {"domain": "wrongname.test", "next_hop": f"other.sink.test:{port}", "tls": "verify"}]
+    t = delivering_ternd(ternd_factory, dns, port, delivery={"ca_file": cert}, routing={"transport": transport})
+    send(t, ["bob@good.test"])
+    assert t.wait_event("delivered", rcpt="bob@good.test")["tls"] == "yes"
+    send(t, ["bob@wrongname.test"])
+    ev = t.wait_event("deferred", rcpt="bob@wrongname.test")
+    assert ev["dsn"] == "4.7.5", ev
