@@ -221,6 +221,41 @@ def test_maildir_stores_envelope_and_message(sink_factory, workdir):
     assert b"\r" not in raw
 
 
+def test_maildir_stores_the_esmtp_parameters_as_sent(sink_factory, workdir):
+    maildir = os.path.join(workdir, "md")
+    sink = sink_factory("--maildir", maildir)
+    with sink.smtp() as s:
+        s.sendmail("a@b.test", ["bob@x.test"], MESSAGE,
+                   mail_options=["RET=HDRS", "ENVID=abc+2Bdef"],
+                   rcpt_options=["NOTIFY=SUCCESS,FAILURE", "ORCPT=rfc822;bob@x.test"])
+    with sink.raw() as c:
+        expect(c.ehlo(), 250)
+        # A recipient without parameters gets no Params line; extra spaces
+        # around the parameters are not part of them.
+        expect(c.cmd("MAIL FROM:<> BODY=8BITMIME  "), 250, "2.1.0")
+        expect(c.cmd("RCPT TO:<p@sink.test>"), 250, "2.1.5")
+        expect(c.cmd("RCPT TO:<q@sink.test>   NOTIFY=NEVER "), 250, "2.1.5")
+        expect(c.data(MESSAGE + b".\r\n"), 250)
+    new = os.path.join(maildir, "new")
+    raws = []
+    for name in os.listdir(new):
+        with open(os.path.join(new, name), "rb") as f:
+            raws.append(f.read())
+    raws.sort()
+    assert raws[0].startswith(b"Return-Path: <>\n"
+                              b"X-Tern-Sink-Mail-Params: BODY=8BITMIME\n"
+                              b"X-Tern-Sink-Rcpt: <p@sink.test>\n"
+                              b"X-Tern-Sink-Rcpt: <q@sink.test>\n"
+                              b"X-Tern-Sink-Rcpt-Params: q@sink.test NOTIFY=NEVER\n"
+                              b"From: a@b.test\n")
+    # smtplib adds "size=N" (lower case, kept as sent) first when SIZE is advertised.
+    assert raws[1].startswith(b"Return-Path: <a@b.test>\n"
+                              b"X-Tern-Sink-Mail-Params: size=%d RET=HDRS ENVID=abc+2Bdef\n"
+                              b"X-Tern-Sink-Rcpt: <bob@x.test>\n"
+                              b"X-Tern-Sink-Rcpt-Params: bob@x.test NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob@x.test\n"
+                              b"From: a@b.test\n" % len(MESSAGE))
+
+
 def test_mbox_quotes_from_lines(sink_factory, workdir):
     path = os.path.join(workdir, "sink.mbox")
     sink = sink_factory("--mbox", path)

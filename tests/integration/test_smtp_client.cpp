@@ -168,6 +168,7 @@ class ServerProcess {
 struct StoredMessage {
   std::string sender;
   std::vector<std::string> recipients;
+  std::vector<std::string> parameters;  // X-Tern-Sink-Mail-Params / -Rcpt-Params lines
   std::string content;  // LF line ends, as the sink stores it
 };
 
@@ -221,6 +222,8 @@ class Sink : public SpawnedServer {
           m.sender = line.substr(14, line.size() - 15);
         } else if (line.starts_with("X-Tern-Sink-Rcpt: <")) {
           m.recipients.push_back(line.substr(19, line.size() - 20));
+        } else if (line.starts_with("X-Tern-Sink-Mail-Params: ") || line.starts_with("X-Tern-Sink-Rcpt-Params: ")) {
+          m.parameters.push_back(line);
         } else {
           break;
         }

@@ -105,6 +105,47 @@ TEST(SinkMessageFormat, MaildirStartsWithTheEnvelope) {
             "Return-Path: <>\nX-Tern-Sink-Rcpt: <x@sink.test>\nno line end\n");
 }
 
+TEST(SinkMessageFormat, EnvelopeShowsTheEsmtpParametersAsSent) {
+  Envelope env{.sender = "a@b.test",
+               .recipients = {"x@sink.test", "y@sink.test", "z@sink.test"},
+               .mail_params = "RET=HDRS ENVID=abc+2Bdef",
+               .rcpt_params = {"NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;x@sink.test", "", "NOTIFY=NEVER"}};
+  EXPECT_EQ(format_maildir_message(env, "Subject: hi\r\n\r\nbody\r\n"),
+            "Return-Path: <a@b.test>\n"
+            "X-Tern-Sink-Mail-Params: RET=HDRS ENVID=abc+2Bdef\n"
+            "X-Tern-Sink-Rcpt: <x@sink.test>\n"
+            "X-Tern-Sink-Rcpt-Params: x@sink.test NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;x@sink.test\n"
+            "X-Tern-Sink-Rcpt: <y@sink.test>\n"
+            "X-Tern-Sink-Rcpt: <z@sink.test>\n"
+            "X-Tern-Sink-Rcpt-Params: z@sink.test NOTIFY=NEVER\n"
+            "Subject: hi\n\nbody\n");
+  EXPECT_EQ(format_mbox_message(env, "a\r\n", 0),
+            "From a@b.test Thu Jan  1 00:00:00 1970\n"
+            "Return-Path: <a@b.test>\n"
+            "X-Tern-Sink-Mail-Params: RET=HDRS ENVID=abc+2Bdef\n"
+            "X-Tern-Sink-Rcpt: <x@sink.test>\n"
+            "X-Tern-Sink-Rcpt-Params: x@sink.test NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;x@sink.test\n"
+            "X-Tern-Sink-Rcpt: <y@sink.test>\n"
+            "X-Tern-Sink-Rcpt: <z@sink.test>\n"
+            "X-Tern-Sink-Rcpt-Params: z@sink.test NOTIFY=NEVER\n"
+            "a\n\n");
+  // Only RCPT parameters, and fewer entries than recipients: no MAIL line,
+  // the unmatched recipient gets none.
+  Envelope rcpt_only{.sender = "",
+                     .recipients = {"x@sink.test", "y@sink.test"},
+                     .mail_params = "",
+                     .rcpt_params = {"ORCPT=rfc822;bob@x.test"}};
+  EXPECT_EQ(format_maildir_message(rcpt_only, "b\n"),
+            "Return-Path: <>\n"
+            "X-Tern-Sink-Rcpt: <x@sink.test>\n"
+            "X-Tern-Sink-Rcpt-Params: x@sink.test ORCPT=rfc822;bob@x.test\n"
+            "X-Tern-Sink-Rcpt: <y@sink.test>\n"
+            "b\n");
+  // Empty parameters everywhere: byte-identical to an envelope without them.
+  Envelope empty{.sender = "a@b.test", .recipients = {"x@sink.test"}, .mail_params = "", .rcpt_params = {""}};
+  EXPECT_EQ(format_maildir_message(empty, "c\n"), "Return-Path: <a@b.test>\nX-Tern-Sink-Rcpt: <x@sink.test>\nc\n");
+}
+
 TEST(SinkMessageFormat, MboxrdQuotesFromLines) {
   Envelope env{"a@b.test", {"x@sink.test"}};
   std::string entry = format_mbox_message(

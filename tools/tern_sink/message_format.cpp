@@ -11,10 +11,23 @@ void append_envelope(std::string& out, const Envelope& env) {
   out += "Return-Path: <";
   out += env.sender;
   out += ">\n";
-  for (const auto& r : env.recipients) {
+  if (!env.mail_params.empty()) {
+    out += "X-Tern-Sink-Mail-Params: ";
+    out += env.mail_params;
+    out += '\n';
+  }
+  for (size_t i = 0; i < env.recipients.size(); ++i) {
+    const std::string& r = env.recipients[i];
     out += "X-Tern-Sink-Rcpt: <";
     out += r;
     out += ">\n";
+    if (i < env.rcpt_params.size() && !env.rcpt_params[i].empty()) {
+      out += "X-Tern-Sink-Rcpt-Params: ";
+      out += r;
+      out += ' ';
+      out += env.rcpt_params[i];
+      out += '\n';
+    }
   }
 }
 

@@ -2,8 +2,14 @@
 // one (the X-Tern-Bench-Sent stamp). Pure: no I/O.
 //
 // A stored message starts with the envelope, so tests of senders can read it
-// back: "Return-Path: <sender>" and one "X-Tern-Sink-Rcpt: <rcpt>" line per
-// recipient, then the message as received. Line ends are LF, the local
+// back: "Return-Path: <sender>", then "X-Tern-Sink-Mail-Params: PARAMS"
+// when the MAIL command had ESMTP parameters, then per recipient one
+// "X-Tern-Sink-Rcpt: <rcpt>" line, followed by
+// "X-Tern-Sink-Rcpt-Params: rcpt PARAMS" (rcpt without brackets) when that
+// RCPT command had parameters; then the message as received. PARAMS is the
+// text as the client sent it after the path's closing '>' (e.g.
+// "RET=HDRS ENVID=abc+2Bdef"), trimmed of surrounding spaces, so tests can
+// check that a sender passed them on unchanged. Line ends are LF, the local
 // convention of both Maildir and mbox files.
 #pragma once
 #include <cstdint>
@@ -17,6 +23,8 @@ namespace tern::sink {
 struct Envelope {
   std::string sender;  // "" for the null reverse-path
   std::vector<std::string> recipients;
+  std::string mail_params{};               // MAIL parameters as sent; "" when none
+  std::vector<std::string> rcpt_params{};  // parallel to recipients (may be shorter); "" when none
 };
 
 // One Maildir file's content.
