@@ -19,6 +19,7 @@
 #include "mta/text.h"
 #include "mta/delivery/hop_spec.h"
 #include "mta/relay_policy.h"
+#include "mta/smtp/address.h"
 
 namespace tern {
 namespace {
@@ -124,6 +125,24 @@ interval = "5m"
 [retry.second]
 # Then second-level retries every interval (hours or days: "2h", "1d").
 interval = "1h"
+
+[dsn]
+# Delivery status notifications (RFC 3464) go from <> to the sender.
+# The postmaster: double bounces go here; "" = postmaster@<server.hostname>.
+postmaster = ""
+# A failed message from <> (itself a notice): "postmaster" or "drop".
+double_bounce = "postmaster"
+# Copy of every failure report to this address (a non-delivery mailbox); "" = none.
+failure_copy = ""
+# Whether that copy returns the failed message too (else only the report).
+failure_copy_content = false
+# Delay notices: "off", "retry2" (when a recipient enters the second-level
+# retry queue) or a duration ("4h": once the message has waited that long).
+delay_notice = "retry2"
+# At most one delay notice per recipient per this period.
+delay_notice_interval = "1d"
+# Messages larger than this are returned as their header only.
+max_returned_size = "100K"
 
 [routing]
 # The mail router (smarthost): "host", "host:port" or "[ip]:port".
@@ -347,7 +366,8 @@ class ConfigReader {
       const std::string key(name.str());
       const toml::table* table = node.as_table();
       if (key == "server" || key == "smtp" || key == "tls" || key == "relay" || key == "queue" || key == "log" ||
-          key == "control" || key == "delivery" || key == "retry" || key == "routing" || key == "dns") {
+          key == "control" || key == "delivery" || key == "retry" || key == "routing" || key == "dns" ||
+          key == "dsn") {
         if (!table) {
           fail(line_of(name, node), key, "must be a table ([" + key + "])");
           continue;
@@ -360,6 +380,7 @@ class ConfigReader {
     }
     check_combinations();
     if (!lines_.contains("server.hostname")) config_.server.hostname = system_hostname();
+    if (config_.dsn.postmaster.empty()) config_.dsn.postmaster = "postmaster@" + config_.server.hostname;
   }
 
  private:
@@ -473,10 +494,50 @@ class ConfigReader {
     else if (key == "dns.hosts_file") read_string(key, node, config_.dns.hosts_file);
     else if (key == "dns.local_addresses") read_ips(key, node, config_.dns.local_addresses);
 
+    else if (key == "dsn.postmaster") read_address(key, node, config_.dsn.postmaster);
+    else if (key == "dsn.double_bounce") read_choice(key, node, {"postmaster", "drop"}, config_.dsn.double_bounce);
+    else if (key == "dsn.failure_copy") read_address(key, node, config_.dsn.failure_copy);
+    else if (key == "dsn.failure_copy_content") read_bool(key, node, config_.dsn.failure_copy_content);
+    else if (key == "dsn.delay_notice") read_delay_notice(key, node);
+    else if (key == "dsn.delay_notice_interval") read_duration(key, node, false, config_.dsn.delay_notice_interval_ms);
+    else if (key == "dsn.max_returned_size") read_size(key, node, false, config_.dsn.max_returned_size);
+
     else if (key == "control.socket") read_path(key, node, config_.control.socket);
     else return false;
     // clang-format on
     return true;
+  }
+
+  // An address without angle brackets ("user@domain"); "" allowed.
+  void read_address(const std::string& key, const toml::node& node, std::string& out) {
+    std::string text;
+    if (!read_string(key, node, text)) return;
+    if (!text.empty()) {
+      auto parsed = smtp::parse_path(concat({"<", text, ">"}), false, "5.1.3");
+      const auto* address = std::get_if<smtp::Address>(&parsed);
+      if (!address || address->domain.empty()) {
+        fail(line_of(node), key, quoted(text) + " is not an address like \"user@example.org\"");
+        return;
+      }
+    }
+    out = text;
+  }
+
+  // "off", "retry2" or a duration.
+  void read_delay_notice(const std::string& key, const toml::node& node) {
+    std::string text;
+    if (!read_string(key, node, text)) return;
+    if (text == "off" || text == "retry2") {
+      config_.dsn.delay_notice = text;
+      return;
+    }
+    const std::optional<int64_t> ms = duration_ms_from_text(text);
+    if (!ms || *ms == 0 || *ms > kMaxDurationMs) {
+      fail(line_of(node), key, "must be \"off\", \"retry2\" or a duration like \"4h\"");
+      return;
+    }
+    config_.dsn.delay_notice = text;
+    config_.dsn.delay_notice_after_ms = *ms;
   }
 
   void read_count(const std::string& key, const toml::node& node, unsigned minimum, unsigned& out) {

@@ -70,6 +70,16 @@ struct Config {
     int64_t max_age_ms = 5LL * 86'400'000;           // then the recipients fail
     unsigned jitter = 10;                            // percent an interval may be stretched
   } retry;
+  struct Dsn {
+    std::string postmaster;                    // double bounces; "" = "postmaster@" + server.hostname
+    std::string double_bounce = "postmaster";  // a failed message from <>: "postmaster" or "drop"
+    std::string failure_copy;                  // copy of every failure report to this address; "" = none
+    bool failure_copy_content = false;         // the copy returns the message too
+    std::string delay_notice = "retry2";       // "off", "retry2" (entering retry2) or a duration ("4h")
+    int64_t delay_notice_after_ms = 0;         // delay_notice as a duration
+    int64_t delay_notice_interval_ms = 86'400'000;  // at most one delay notice per recipient per this
+    uint64_t max_returned_size = 102'400;      // 100 KiB; larger messages come back as headers only
+  } dsn;
   struct TransportRule {
     std::string domain;    // "example.test" or "*.example.test"
     std::string next_hop;  // see mta/delivery/hop_spec.h

@@ -174,6 +174,14 @@ std::string ControlServer::handle(const std::string& request_line) {
     return "ok\n" + args[0] + ": released, " + std::to_string(r.value()) + " message" + (r.value() == 1 ? "" : "s") +
            " back in incoming\n";
   }
+  if (cmd == "bounce") {
+    if (args.empty()) return "error usage: bounce ID [RCPT...]\n";
+    if (!delivery_.bounce) return "error delivery is disabled (delivery.enabled = false)\n";
+    Result<size_t> r = delivery_.bounce(args[0], std::vector<std::string>(args.begin() + 1, args.end()));
+    if (!r) return "error " + r.error() + "\n";
+    return "ok\n" + args[0] + ": " + std::to_string(r.value()) + " recipient" + (r.value() == 1 ? "" : "s") +
+           " failed, delivery status notification queued\n";
+  }
   if (cmd == "stats") {
     auto s = spool_.stats();
     std::string out = "ok\n";

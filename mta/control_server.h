@@ -25,6 +25,8 @@ class ControlServer {
     std::function<Result<size_t>(const std::string& target)> flush;
     // hold-domain / release-domain D: how many messages were released.
     std::function<Result<size_t>(const std::string& domain, bool hold)> hold_domain;
+    // bounce ID [RCPT...]: fails pending recipients with a DSN; how many.
+    std::function<Result<size_t>(const std::string& id, const std::vector<std::string>& recipients)> bounce;
   };
   ControlServer(queue::Spool& spool, StatsSource stats, DeliveryControls delivery);
   ~ControlServer();

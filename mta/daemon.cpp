@@ -171,6 +171,15 @@ int run_daemon(const std::string& config_path) {
         return Error{"the delivery engine did not answer"};
       return result.get();
     };
+    delivery_controls.bounce = [e = engine.get()](const std::string& id,
+                                                  const std::vector<std::string>& recipients) -> Result<size_t> {
+      auto answer = std::make_shared<std::promise<Result<size_t>>>();
+      auto result = answer->get_future();
+      e->bounce(id, recipients, [answer](Result<size_t> r) { answer->set_value(std::move(r)); });
+      if (result.wait_for(std::chrono::seconds(60)) != std::future_status::ready)
+        return Error{"the delivery engine did not answer"};
+      return result.get();
+    };
   }
   ControlServer control(
       *spool.value(),

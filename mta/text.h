@@ -2,6 +2,7 @@
 // keywords; locale-free, non-ASCII octets such as UTF-8 U-labels pass
 // unchanged) and quoting for messages.
 #pragma once
+#include <initializer_list>
 #include <string>
 #include <string_view>
 
@@ -30,6 +31,17 @@ inline std::string quoted(std::string_view s) {
   out += '"';
   out += s;
   out += '"';
+  return out;
+}
+
+// The parts joined. Also keeps g++ 12 quiet where "literal" + std::string
+// chains warn falsely (-Wrestrict) at -O2 and above.
+inline std::string concat(std::initializer_list<std::string_view> parts) {
+  size_t size = 0;
+  for (auto p : parts) size += p.size();
+  std::string out;
+  out.reserve(size);
+  for (auto p : parts) out += p;
   return out;
 }
 

@@ -25,7 +25,8 @@ bool equals_ignoring_ascii_case(std::string_view a, std::string_view b) {
   return true;
 }
 
-// Encoding, version 1. Every field in declaration order:
+// Encoding, version 2 (version 1, still read, lacks the recipients' DSN
+// fields and the origin). Every field in declaration order:
 //   unsigned integers  LEB128 varint, canonical (shortest form)
 //   signed integers    zigzag, then varint
 //   strings            varint length, then the bytes
@@ -33,7 +34,8 @@ bool equals_ignoring_ascii_case(std::string_view a, std::string_view b) {
 // The decoder is strict (canonical varints, known enum values, no trailing
 // bytes), so every accepted input re-encodes to exactly the same bytes and a
 // damaged record is refused rather than half-read.
-constexpr uint8_t kFormatVersion = 1;
+constexpr uint8_t kFormatVersion = 2;
+constexpr uint8_t kFormatVersion1 = 1;
 
 class Writer {
  public:
@@ -161,6 +163,11 @@ std::string encode(const Envelope& env) {
     w.string(r.orcpt);
     w.byte(static_cast<uint8_t>(r.state));
     w.string(r.last_error);
+    w.string(r.status);
+    w.string(r.remote_mta);
+    w.string(r.diagnostic);
+    w.signed_varint(r.last_attempt_us);
+    w.signed_varint(r.delay_notified_us);
   }
   w.signed_varint(env.arrival_us);
   w.string(env.client_ip);
@@ -173,12 +180,15 @@ std::string encode(const Envelope& env) {
   w.signed_varint(env.next_attempt_us);
   w.varint(env.attempts);
   w.string(env.last_error);
+  w.byte(static_cast<uint8_t>(env.origin));
   return w.take();
 }
 
 std::optional<Envelope> decode_envelope(std::string_view bytes) {
   Reader r(bytes);
-  if (r.byte() != kFormatVersion) return std::nullopt;
+  const uint8_t version = r.byte();
+  if (version != kFormatVersion && version != kFormatVersion1) return std::nullopt;
+  const bool v2 = version == kFormatVersion;
   Envelope env;
   env.id = r.string();
   env.sender = r.string();
@@ -201,6 +211,13 @@ std::optional<Envelope> decode_envelope(std::string_view bytes) {
     if (state > static_cast<uint8_t>(RecipientState::failed)) return std::nullopt;
     rcpt.state = static_cast<RecipientState>(state);
     rcpt.last_error = r.string();
+    if (v2) {
+      rcpt.status = r.string();
+      rcpt.remote_mta = r.string();
+      rcpt.diagnostic = r.string();
+      rcpt.last_attempt_us = r.signed_varint();
+      rcpt.delay_notified_us = r.signed_varint();
+    }
   }
   env.arrival_us = r.signed_varint();
   env.client_ip = r.string();
@@ -215,6 +232,11 @@ std::optional<Envelope> decode_envelope(std::string_view bytes) {
   env.next_attempt_us = r.signed_varint();
   env.attempts = r.varint32();
   env.last_error = r.string();
+  if (v2) {
+    const uint8_t origin = r.byte();
+    if (origin > static_cast<uint8_t>(Origin::postmaster_notice)) return std::nullopt;
+    env.origin = static_cast<Origin>(origin);
+  }
   if (!r.ok() || !r.at_end()) return std::nullopt;
   return env;
 }

@@ -32,12 +32,27 @@ enum NotifyFlags : uint8_t {
 
 enum class RecipientState : uint8_t { pending = 0, delivered = 1, failed = 2 };
 
+// Where a message came from. A notice that fails is never reported to its
+// null sender: a report goes to the postmaster instead (double bounce), and a
+// failed notice to the postmaster is dropped.
+enum class Origin : uint8_t {
+  received = 0,           // from a client
+  report = 1,             // a delivery status notification for a sender
+  postmaster_notice = 2,  // a double bounce or a postmaster copy
+};
+
 struct Recipient {
   std::string address;  // as given, source route stripped; no angle brackets
   uint8_t notify = 0;   // NotifyFlags
   std::string orcpt;    // RFC 3461 ORCPT, "addr-type;xtext-decoded-address", empty when absent
   RecipientState state = RecipientState::pending;
   std::string last_error;
+  // For delivery status notifications (RFC 3464), from the last attempt:
+  std::string status{};       // RFC 3463 code, "5.1.1"
+  std::string remote_mta{};   // the host that replied, empty when none did
+  std::string diagnostic{};   // its reply as received ("550 5.1.1 no such user"), empty when none
+  int64_t last_attempt_us = 0;
+  int64_t delay_notified_us = 0;  // when the last delay notice about it was queued; 0: never
   bool operator==(const Recipient&) const = default;
 };
 
@@ -64,6 +79,7 @@ struct Envelope {
   int64_t next_attempt_us = 0;  // due time in the schedule index
   uint32_t attempts = 0;
   std::string last_error;
+  Origin origin = Origin::received;
   bool operator==(const Envelope&) const = default;
 };
 

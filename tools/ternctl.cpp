@@ -22,6 +22,7 @@ void usage(FILE* out) {
       "  hold ID...            move messages to the hold queue\n"
       "  release ID...         move held messages back to the incoming queue\n"
       "  delete ID...          remove messages without notice\n"
+      "  bounce ID [RCPT...]   fail pending recipients (all, or those named) with a notice to the sender\n"
       "  flush [TARGET]        try now: message ID, DOMAIN, @DOMAIN (with subdomains), or all waiting mail\n"
       "  hold-domain DOMAIN    keep mail for DOMAIN queued (in hold) until released\n"
       "  release-domain DOMAIN deliver DOMAIN's mail again; its held messages go back to incoming\n"

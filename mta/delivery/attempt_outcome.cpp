@@ -17,13 +17,26 @@ std::string describe(const RecipientOutcome& outcome, std::string_view host) {
   return text;
 }
 
+// "mx1.example.test[192.0.2.1:25]" → "mx1.example.test"
+std::string_view host_name(std::string_view host) { return host.substr(0, host.find('[')); }
+
 }  // namespace
 
-void record_outcome(queue::Envelope& envelope, const RecipientOutcome& outcome, std::string_view host) {
+void record_outcome(queue::Envelope& envelope, const RecipientOutcome& outcome, std::string_view host,
+                    int64_t attempt_us) {
   if (outcome.recipient >= envelope.recipients.size()) return;
   queue::Recipient& r = envelope.recipients[outcome.recipient];
   if (r.state != queue::RecipientState::pending) return;  // at-least-once: a final state stays final
   r.last_error = describe(outcome, host);
+  r.status = outcome.enhanced;
+  r.last_attempt_us = attempt_us;
+  if (outcome.code > 0) {
+    r.remote_mta = host_name(host);
+    r.diagnostic = describe(outcome, "");
+  } else {
+    r.remote_mta.clear();
+    r.diagnostic.clear();
+  }
   switch (outcome.kind) {
     case RecipientOutcome::Kind::delivered: r.state = queue::RecipientState::delivered; break;
     case RecipientOutcome::Kind::permanent: r.state = queue::RecipientState::failed; break;
@@ -31,10 +44,11 @@ void record_outcome(queue::Envelope& envelope, const RecipientOutcome& outcome, 
   }
 }
 
-void fail_pending(queue::Envelope& envelope, std::string_view reason) {
+void fail_pending(queue::Envelope& envelope, std::string_view status, std::string_view reason) {
   for (auto& r : envelope.recipients) {
     if (r.state != queue::RecipientState::pending) continue;
     r.state = queue::RecipientState::failed;
+    r.status = status;
     r.last_error = reason;
   }
 }
@@ -74,7 +88,7 @@ Disposition settle(queue::Envelope& envelope, const RetrySettings& retry, int64_
   const RetryStep step = next_retry(retry, envelope.attempts, envelope.arrival_us, now_us, rng);
   if (step.kind == RetryStep::Kind::expired) {
     const std::string last = envelope.last_error.empty() ? std::string("no attempt succeeded") : envelope.last_error;
-    fail_pending(envelope, "4.4.7 message expired after " + std::to_string(envelope.attempts) +
+    fail_pending(envelope, "4.4.7", "4.4.7 message expired after " + std::to_string(envelope.attempts) +
                                " attempts; last error: " + last);
     return {Disposition::Kind::expired};
   }

@@ -18,12 +18,14 @@ namespace tern::delivery {
 // final (state delivered / failed), a temporary failure leaves the recipient
 // pending. last_error keeps the remote reply (or our reason) and the host
 // ("550 5.1.1 no such user (mx1.example.test[192.0.2.1])") for the log and
-// the DSN.
-void record_outcome(queue::Envelope& envelope, const RecipientOutcome& outcome, std::string_view host);
+// the DSN; status, remote_mta, diagnostic and last_attempt_us keep the
+// same apart, for the DSN's fields.
+void record_outcome(queue::Envelope& envelope, const RecipientOutcome& outcome, std::string_view host,
+                    int64_t attempt_us);
 
-// Fails every pending recipient with `reason` (a permanent routing failure,
-// or expiry).
-void fail_pending(queue::Envelope& envelope, std::string_view reason);
+// Fails every pending recipient with RFC 3463 `status` and `reason`
+// (expiry, the administrator); the last remote reply stays for the DSN.
+void fail_pending(queue::Envelope& envelope, std::string_view status, std::string_view reason);
 
 bool has_pending(const queue::Envelope& envelope);
 

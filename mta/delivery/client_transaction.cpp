@@ -2,13 +2,12 @@
 
 #include <algorithm>
 
+#include "mta/smtp/params.h"
 #include "queue/envelope.h"
 
 namespace tern::delivery {
 
 namespace {
-
-constexpr char kHex[] = "0123456789ABCDEF";
 
 RecipientOutcome::Kind kind_of(const smtp::ParsedReply& reply) {
   if (reply.klass() == 2) return RecipientOutcome::Kind::delivered;
@@ -30,22 +29,6 @@ std::string notify_value(uint8_t notify) {
 }
 
 }  // namespace
-
-std::string xtext_encode(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (char c : text) {
-    const auto octet = static_cast<unsigned char>(c);
-    if (octet >= '!' && octet <= '~' && octet != '+' && octet != '=') {
-      out += c;
-      continue;
-    }
-    out += '+';
-    out += kHex[octet >> 4];
-    out += kHex[octet & 0x0F];
-  }
-  return out;
-}
 
 std::string text_of(const smtp::ParsedReply& reply) {
   std::string text;
@@ -101,7 +84,7 @@ std::string ClientTransaction::mail_command() const {
   if (env.smtputf8) cmd += " SMTPUTF8";
   if (server_.has("DSN")) {
     if (!env.ret.empty()) cmd += " RET=" + env.ret;
-    if (!env.envid.empty()) cmd += " ENVID=" + xtext_encode(env.envid);
+    if (!env.envid.empty()) cmd += " ENVID=" + smtp::xtext_encode(env.envid);
   }
   cmd += "\r\n";
   return cmd;
@@ -115,7 +98,7 @@ std::string ClientTransaction::rcpt_command(size_t k) const {
     // Stored as "addr-type;address", the address decoded.
     const size_t semicolon = r.orcpt.find(';');
     if (semicolon != std::string::npos)
-      cmd += " ORCPT=" + r.orcpt.substr(0, semicolon + 1) + xtext_encode(std::string_view(r.orcpt).substr(semicolon + 1));
+      cmd += " ORCPT=" + r.orcpt.substr(0, semicolon + 1) + smtp::xtext_encode(std::string_view(r.orcpt).substr(semicolon + 1));
   }
   cmd += "\r\n";
   return cmd;

@@ -18,10 +18,6 @@
 
 namespace tern::delivery {
 
-// RFC 3461 section 4 xtext: "!" to "~" as they are except "+" and "=";
-// every other octet as "+XX" (upper-case hex).
-std::string xtext_encode(std::string_view text);
-
 // A reply's text on one line (lines joined by a space), without the
 // enhanced code (on any line that repeats it), which outcomes and errors
 // carry apart.

@@ -16,11 +16,13 @@
 #include "dns/route.h"
 #include "mta/delivery/attempt_outcome.h"
 #include "mta/delivery/flush_target.h"
+#include "mta/dsn/notice_plan.h"
 #include "mta/text.h"
 #include "mta/io/offload.h"
 #include "mta/io/task.h"
 #include "mta/log.h"
 #include "mta/spool_await.h"
+#include "queue/queue_id.h"
 
 namespace tern::delivery {
 
@@ -41,7 +43,22 @@ struct Message {
   std::optional<std::string> content;  // read from the spool at the first send
   unsigned jobs_left = 0;
   Waiting waiting;  // pending recipients not tried: local, or a held destination
+  // Each recipient's state when the message was taken: what changed is
+  // what this attempt decided, and what the notices report.
+  std::vector<queue::RecipientState> states_at_take;
+  // Delivered to a server that does not offer DSN: a NOTIFY=SUCCESS
+  // recipient gets an Action: relayed notice (RFC 3461 §4.3).
+  std::vector<bool> relayed;
 };
+
+std::shared_ptr<Message> message_of(queue::Envelope envelope) {
+  auto message = std::make_shared<Message>();
+  message->taken_from = envelope.queue;
+  message->envelope = std::move(envelope);
+  for (const auto& r : message->envelope.recipients) message->states_at_take.push_back(r.state);
+  message->relayed.assign(message->envelope.recipients.size(), false);
+  return message;
+}
 
 // Some recipients of one message that share a next hop.
 struct Job {
@@ -334,9 +351,7 @@ struct DeliveryEngine::Impl {
       log::event("take_failed", {{"qid", id}, {"reason", claimed.error()}});
       in_flight.erase(id);
     } else if (!stopping) {
-      auto message = std::make_shared<Message>();
-      message->taken_from = envelope.queue;
-      message->envelope = std::move(envelope);
+      auto message = message_of(std::move(envelope));
       message->envelope.queue = queue::QueueName::active;
       if (message->taken_from != queue::QueueName::incoming)
         log::event("retry_ready", {{"qid", id}, {"queue", to_string(message->taken_from)}});
@@ -528,7 +543,7 @@ struct DeliveryEngine::Impl {
       Result<std::string> content = co_await read;
       if (!content) {
         finish_job(job, temporary_for(job, "4.3.0", "cannot read the message from the spool: " + content.error()),
-                   relay, client.encrypted());
+                   relay, client.encrypted(), false);
         co_return;
       }
       m.content = std::move(content.value());
@@ -541,7 +556,7 @@ struct DeliveryEngine::Impl {
     }
     OutboundMessage outbound{&m.envelope, job.recipients, &*m.content};
     std::vector<RecipientOutcome> outcomes = co_await client.send(outbound);
-    finish_job(job, outcomes, relay, client.encrypted());
+    finish_job(job, outcomes, relay, client.encrypted(), client.capabilities().has("DSN"));
   }
 
   // The hosts of a destination, best first: its MX hosts (without us) or
@@ -606,7 +621,7 @@ struct DeliveryEngine::Impl {
         o.text = failure.text;
         outcomes.push_back(std::move(o));
       }
-      finish_job(job, outcomes, "", false);
+      finish_job(job, outcomes, "", false, false);
     }
   }
 
@@ -617,13 +632,116 @@ struct DeliveryEngine::Impl {
     return outcomes;
   }
 
+  // ---- notices (DSNs) ----
+  // Queues the notices `events` of `m` call for, each committed like a
+  // received message (synced), and logs those that were due but dropped.
+  io::Task<void> queue_notices(Message& m, const std::vector<dsn::RecipientEvent>& events) {
+    const std::string id = m.envelope.id;
+    if (!m.content) {
+      auto read = offload.call(*loop, [this, id] { return spool.read_body(id); });
+      Result<std::string> content = co_await read;
+      if (content) {
+        m.content = std::move(content.value());
+      } else {
+        log::event("spool_error", {{"qid", id}, {"reason", "notice without the message: " + content.error()}});
+      }
+    }
+    const int64_t now = now_us();
+    dsn::NoticePlan plan =
+        dsn::plan_notices(m.envelope, events, m.content ? std::string_view(*m.content) : std::string_view(),
+                          settings.notices, now, m.envelope.arrival_us + settings.retry.max_age_us,
+                          [] { return queue::new_queue_id(); });
+    for (const auto& why : plan.dropped) log::event("dsn_dropped", {{"qid", id}, {"reason", why}});
+    for (auto& notice : plan.notices) {
+      const std::string notice_id = notice.envelope.id;
+      Status st = co_await SpoolAwait{*loop, [&](queue::Spool::Done done) {
+                                        spool.commit(notice.envelope, std::move(notice.content), std::move(done));
+                                      }};
+      if (!st) {
+        log::event("spool_error", {{"qid", id}, {"reason", "cannot queue a notice: " + st.error()}});
+        continue;
+      }
+      log::event("dsn_queued", {{"qid", id},
+                                {"dsn_qid", notice_id},
+                                {"action", dsn::action_name(notice.action)},
+                                {"audience", dsn::audience_name(notice.audience)},
+                                {"to", notice.envelope.recipients.front().address}});
+    }
+    if (!plan.notices.empty()) wake();
+  }
+
+  // ---- ternctl bounce ----
+  io::Task<void> bounce(std::string id, std::vector<std::string> names, std::function<void(Result<size_t>)> done) {
+    ++live_tasks;
+    Result<size_t> result = co_await bounce_message(id, names);
+    done(std::move(result));
+    --live_tasks;
+    end_if_done();
+  }
+
+  io::Task<Result<size_t>> bounce_message(const std::string& id, const std::vector<std::string>& names) {
+    if (!in_flight.insert(id).second) co_return Error{"message " + id + " is being delivered; try again shortly"};
+    auto read = offload.call(*loop, [this, id] { return spool.get(id); });
+    std::optional<queue::Envelope> found = co_await read;
+    // Not co_await inside ?: (g++ 12 miscompiles co_await in conditional expressions).
+    Result<size_t> result = Error{"no message " + id};
+    if (found) {
+      auto bounced = bounce_found(message_of(std::move(*found)), names);
+      result = co_await bounced;
+    }
+    in_flight.erase(id);
+    co_return result;
+  }
+
+  io::Task<Result<size_t>> bounce_found(std::shared_ptr<Message> message, const std::vector<std::string>& names) {
+    queue::Envelope& env = message->envelope;
+    for (const auto& name : names) {
+      const bool known = std::any_of(env.recipients.begin(), env.recipients.end(), [&](const auto& r) {
+        return r.state == queue::RecipientState::pending && ascii_iequals(r.address, name);
+      });
+      if (!known) co_return Error{"not a pending recipient of " + env.id + ": " + name};
+    }
+    std::vector<dsn::RecipientEvent> events;
+    const int64_t now = now_us();
+    for (size_t i = 0; i < env.recipients.size(); ++i) {
+      queue::Recipient& r = env.recipients[i];
+      if (r.state != queue::RecipientState::pending) continue;
+      if (!names.empty() &&
+          std::none_of(names.begin(), names.end(), [&](const auto& n) { return ascii_iequals(r.address, n); }))
+        continue;
+      r.state = queue::RecipientState::failed;
+      r.status = "5.0.0";
+      r.last_error = "5.0.0 deleted by the administrator";
+      r.diagnostic.clear();  // the administrator's decision, not a remote reply
+      r.remote_mta.clear();
+      r.last_attempt_us = now;
+      events.push_back({i, dsn::Action::failed});
+      log::event("bounced", {{"qid", env.id}, {"rcpt", r.address}, {"reason", r.last_error}});
+    }
+    if (events.empty()) co_return Error{"message " + env.id + " has no pending recipient"};
+    co_await queue_notices(*message, events);
+    const std::string id = env.id;
+    Status stored;
+    if (has_pending(env)) {
+      stored = co_await SpoolAwait{*loop, [&](queue::Spool::Done d) { spool.update(env, std::move(d)); }};
+    } else {
+      stored = co_await SpoolAwait{*loop, [&](queue::Spool::Done d) { spool.remove(id, "bounced", std::move(d)); }};
+      if (stored) log::event("finished", {{"qid", id}, {"result", "bounced"}});
+    }
+    if (!stored) co_return Error{"spool: " + stored.error()};
+    co_return events.size();
+  }
+
   // ---- settling ----
+  // `peer_dsn`: the server offered DSN, and carries NOTIFY onward.
   void finish_job(const Job& job, const std::vector<RecipientOutcome>& outcomes, const std::string& relay,
-                  bool encrypted) {
+                  bool encrypted, bool peer_dsn) {
     Message& m = *job.message;
+    const int64_t now = now_us();
     for (const auto& o : outcomes) {
-      record_outcome(m.envelope, o, relay);
+      record_outcome(m.envelope, o, relay, now);
       if (o.recipient >= m.envelope.recipients.size()) continue;
+      if (o.kind == RecipientOutcome::Kind::delivered && !peer_dsn) m.relayed[o.recipient] = true;
       log::event(kind_name(o.kind), {{"qid", m.envelope.id},
                                      {"rcpt", m.envelope.recipients[o.recipient].address},
                                      {"relay", relay.empty() ? std::string("none") : relay},
@@ -639,7 +757,23 @@ struct DeliveryEngine::Impl {
     ++live_tasks;
     queue::Envelope& env = message->envelope;
     const std::string id = env.id;
-    const Disposition disposition = settle(env, settings.retry, now_us(), message->waiting, rng);
+    const int64_t now = now_us();
+    const Disposition disposition = settle(env, settings.retry, now, message->waiting, rng);
+    // The notices go to the spool before the outcome that calls for them:
+    // a crash in between means a notice too many, never one missing.
+    std::vector<dsn::RecipientEvent> events;
+    for (size_t i = 0; i < env.recipients.size(); ++i) {
+      queue::Recipient& r = env.recipients[i];
+      if (message->states_at_take[i] != queue::RecipientState::pending) continue;
+      if (r.state == queue::RecipientState::failed) events.push_back({i, dsn::Action::failed});
+      if (r.state == queue::RecipientState::delivered && message->relayed[i])
+        events.push_back({i, dsn::Action::relayed});
+      if (disposition.kind == Disposition::Kind::retry && dsn::delay_notice_due(env, r, settings.notices, now)) {
+        events.push_back({i, dsn::Action::delayed});
+        r.delay_notified_us = now;
+      }
+    }
+    if (!events.empty()) co_await queue_notices(*message, events);
     Status stored;
     switch (disposition.kind) {
       case Disposition::Kind::finished:
@@ -717,6 +851,18 @@ void DeliveryEngine::flush(std::string target, std::function<void(size_t)> done)
       return;
     }
     io::spawn(impl->flush(std::move(target), std::move(done)));
+  });
+}
+
+void DeliveryEngine::bounce(std::string id, std::vector<std::string> recipients,
+                            std::function<void(Result<size_t>)> done) {
+  Impl* impl = impl_.get();
+  impl->loop->post([impl, id = std::move(id), recipients = std::move(recipients), done = std::move(done)]() mutable {
+    if (impl->stopping) {
+      done(Error{"ternd is stopping"});
+      return;
+    }
+    io::spawn(impl->bounce(std::move(id), std::move(recipients), std::move(done)));
   });
 }
 

@@ -9,7 +9,8 @@
 //   router       each pending recipient → next hop; jobs grouped by hop
 //   destinations per hop: a job queue, connections (at most
 //                max_per_destination), idle connections kept for reuse
-//   settle       outcomes → envelope → finished / retry queue / expired
+//   settle       outcomes → envelope → finished / retry queue / expired;
+//                the notices they call for (DSNs) are queued first
 #pragma once
 #include <functional>
 #include <memory>
@@ -19,6 +20,7 @@
 #include "dns/address.h"
 #include "dns/resolver.h"
 #include "mta/delivery/retry_ladder.h"
+#include "mta/dsn/notice_plan.h"
 #include "mta/delivery/router.h"
 #include "mta/delivery/smtp_client.h"
 #include "queue/result.h"
@@ -28,6 +30,7 @@ namespace tern::delivery {
 
 struct EngineSettings {
   RetrySettings retry;
+  dsn::NoticeSettings notices;
   RoutingTable routing;
   ClientSettings client;
   dns::ResolverOptions dns;
@@ -66,6 +69,11 @@ class DeliveryEngine {
   // (a file in the spool directory). `done` runs on the engine's thread with
   // the number of messages released, or why the change could not be saved.
   void hold_domain(std::string domain, bool hold, std::function<void(Result<size_t>)> done);
+  // Thread-safe: fail the pending recipients of message `id` (all, or
+  // those named in `recipients`) with a failure DSN, reason "deleted by
+  // the administrator" (ternctl bounce). `done` runs on the engine's thread
+  // with the number of recipients failed, or why nothing was done.
+  void bounce(std::string id, std::vector<std::string> recipients, std::function<void(Result<size_t>)> done);
   // Thread-safe: take no more mail; connections end after their current
   // transaction. Messages not finished stay in `active`, which recovery
   // returns to `incoming` at the next start (delivery is at least once).

@@ -111,6 +111,18 @@ Result<EngineSettings> engine_settings(const Config& config, const std::string& 
     if (auto ip = dns::IpAddress::parse(text)) s.our_addresses.push_back(*ip);
   }
 
+  const auto& n = config.dsn;
+  s.notices.hostname = hostname;
+  s.notices.double_bounce_to = n.double_bounce == "drop" ? std::string() : n.postmaster;
+  s.notices.failure_copy_to = n.failure_copy;
+  s.notices.failure_copy_content = n.failure_copy_content;
+  s.notices.delay = n.delay_notice == "off"      ? dsn::DelayNotices::off
+                    : n.delay_notice == "retry2" ? dsn::DelayNotices::on_retry2
+                                                 : dsn::DelayNotices::after_age;
+  s.notices.delay_after_ms = n.delay_notice_after_ms;
+  s.notices.delay_interval_ms = n.delay_notice_interval_ms;
+  s.notices.max_returned_size = n.max_returned_size;
+
   s.smtp_port = static_cast<uint16_t>(d.smtp_port);
   s.max_connections = d.max_connections;
   s.max_per_destination = d.max_per_destination;

@@ -296,4 +296,22 @@ bool xtext_decode(std::string_view in, std::string& out) {
   return true;
 }
 
+constexpr char kXtextHex[] = "0123456789ABCDEF";
+
+std::string xtext_encode(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    const auto octet = static_cast<unsigned char>(c);
+    if (octet >= '!' && octet <= '~' && octet != '+' && octet != '=') {
+      out += c;
+      continue;
+    }
+    out += '+';
+    out += kXtextHex[octet >> 4];
+    out += kXtextHex[octet & 0x0F];
+  }
+  return out;
+}
+
 }  // namespace tern::smtp

@@ -46,5 +46,8 @@ std::variant<RcptArgument, Reply> parse_rcpt_argument(std::string_view arg, bool
 
 // RFC 3461 §4 xtext decoding; nullopt-like failure returned as false.
 bool xtext_decode(std::string_view in, std::string& out);
+// RFC 3461 §4 xtext: "!" to "~" as they are except "+" and "=";
+// every other octet as "+XX" (upper-case hex).
+std::string xtext_encode(std::string_view text);
 
 }  // namespace tern::smtp

@@ -16,6 +16,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
@@ -668,3 +669,128 @@ def sink_factory(workdir):
         s.stop()
     for s in sinks:  # a sanitizer build reports here
         assert "Sanitizer" not in s.errors() and "runtime error:" not in s.errors(), s.errors()
+
+
+# ---- delivery: DNS on loopback, sinks on 127.0.0.x, a delivering ternd ----
+
+DNSMASQ = "/usr/sbin/dnsmasq"
+
+
+class Dnsmasq:
+    """dnsmasq in the foreground on 127.0.0.1:PORT, answering only from its
+    command line: unknown .test names are NXDOMAIN, nothing is forwarded
+    unless a record says so."""
+
+    def __init__(self, records):
+        assert os.access(DNSMASQ, os.X_OK), f"{DNSMASQ} missing (Debian package dnsmasq-base)"
+        for _ in range(3):
+            self.port = free_port()
+            self.proc = subprocess.Popen(
+                [DNSMASQ, "--keep-in-foreground", "--no-resolv", "--no-hosts", "--conf-file=/dev/null",
+                 "--pid-file", "--log-facility=-", f"--port={self.port}", "--listen-address=127.0.0.1",
+                 "--bind-interfaces", "--local-ttl=1", "--local=/test/", *records],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            try:
+                wait_until(lambda: self.proc.poll() is not None or self._answers(), 5, what="dnsmasq")
+            except AssertionError:
+                self.stop()
+                raise
+            if self.proc.poll() is None:
+                return
+        raise AssertionError(f"dnsmasq did not start: {self.proc.stderr.read().decode(errors='replace')}")
+
+    def _answers(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), 0.5):
+                return True
+        except OSError:
+            return False
+
+    @property
+    def server(self):
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(5)
+
+
+class ServfailServer:
+    """Answers every UDP query with SERVFAIL (what a broken authoritative
+    server looks like through a resolver)."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.queries = 0
+        self.running = True
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while self.running:
+            try:
+                data, peer = self.sock.recvfrom(1500)
+            except OSError:
+                continue
+            if len(data) < 12:
+                continue
+            self.queries += 1
+            reply = bytearray(data)
+            reply[2] |= 0x80
+            reply[3] = 0x80 | 2
+            self.sock.sendto(bytes(reply), peer)
+
+    def stop(self):
+        self.running = False
+        self.thread.join(2)
+        self.sock.close()
+
+
+@pytest.fixture
+def dns_factory():
+    servers = []
+
+    def make(*records):
+        d = Dnsmasq(records)
+        servers.append(d)
+        return d
+    yield make
+    for d in servers:
+        d.stop()
+
+
+@pytest.fixture
+def servfail():
+    s = ServfailServer()
+    yield s
+    s.stop()
+
+
+def sink_on(sink_factory, ip, port, *args):
+    """A tern-sink on ip:port (the MX port every test host shares)."""
+    return sink_factory(*args, listen=lambda _free: [f"{ip}:{port}"])
+
+
+def delivering_ternd(ternd_factory, dns_server, smtp_port, **sections):
+    cfg = {
+        "delivery": {"enabled": True, "smtp_port": smtp_port, "scan_interval": "200ms",
+                     "connect_timeout": "2s", "command_timeout": "5s", "connection_cache_time": "1s"},
+        "dns": {"servers": [dns_server.server], "timeout": "1s", "tries": 1},
+        "retry": {"jitter": 0},
+    }
+    for key, value in sections.items():
+        cfg.setdefault(key, {}).update(value)
+    return ternd_factory(cfg)
+
+
+def send(ternd, rcpts, sender="alice@example.test", body="Subject: t\r\n\r\nhello\r\n.dot line\r\n"):
+    with smtplib.SMTP("127.0.0.1", ternd.port, timeout=10) as c:
+        c.sendmail(sender, list(rcpts), body.encode())
+
+
+def wait_messages(sink, n, timeout=20):
+    return wait_until(lambda: (r := sink.report())["messages"] >= n and r, timeout, what=f"{n} messages at the sink")

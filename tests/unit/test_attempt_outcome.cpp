@@ -36,9 +36,9 @@ RetrySettings no_jitter() {
 
 TEST(AttemptOutcome, DeliveredAndPermanentAreFinalTemporaryStaysPending) {
   Envelope env = envelope_with(3);
-  record_outcome(env, outcome(0, RecipientOutcome::Kind::delivered, 250, "2.0.0", "ok"), "mx.test[192.0.2.1]:25");
-  record_outcome(env, outcome(1, RecipientOutcome::Kind::permanent, 550, "5.1.1", "no such user"), "mx");
-  record_outcome(env, outcome(2, RecipientOutcome::Kind::temporary, 451, "4.3.0", "try later"), "mx");
+  record_outcome(env, outcome(0, RecipientOutcome::Kind::delivered, 250, "2.0.0", "ok"), "mx.test[192.0.2.1]:25", 1);
+  record_outcome(env, outcome(1, RecipientOutcome::Kind::permanent, 550, "5.1.1", "no such user"), "mx", 1);
+  record_outcome(env, outcome(2, RecipientOutcome::Kind::temporary, 451, "4.3.0", "try later"), "mx", 1);
   EXPECT_EQ(env.recipients[0].state, RecipientState::delivered);
   EXPECT_EQ(env.recipients[0].last_error, "250 2.0.0 ok (mx.test[192.0.2.1]:25)");
   EXPECT_EQ(env.recipients[1].state, RecipientState::failed);
@@ -50,22 +50,22 @@ TEST(AttemptOutcome, DeliveredAndPermanentAreFinalTemporaryStaysPending) {
 
 TEST(AttemptOutcome, AFinalStateIsNeverUndone) {
   Envelope env = envelope_with(1);
-  record_outcome(env, outcome(0, RecipientOutcome::Kind::delivered, 250, "2.0.0", "ok"), "");
-  record_outcome(env, outcome(0, RecipientOutcome::Kind::temporary, 421, "4.4.2", "late"), "");
+  record_outcome(env, outcome(0, RecipientOutcome::Kind::delivered, 250, "2.0.0", "ok"), "", 1);
+  record_outcome(env, outcome(0, RecipientOutcome::Kind::temporary, 421, "4.4.2", "late"), "", 1);
   EXPECT_EQ(env.recipients[0].state, RecipientState::delivered);
   EXPECT_EQ(env.recipients[0].last_error, "250 2.0.0 ok");
 }
 
 TEST(AttemptOutcome, OutOfRangeRecipientIsIgnored) {
   Envelope env = envelope_with(1);
-  record_outcome(env, outcome(7, RecipientOutcome::Kind::delivered, 250, "2.0.0", "ok"), "");
+  record_outcome(env, outcome(7, RecipientOutcome::Kind::delivered, 250, "2.0.0", "ok"), "", 1);
   EXPECT_EQ(env.recipients[0].state, RecipientState::pending);
 }
 
 TEST(AttemptOutcome, SettleFinishesWhenNothingIsPending) {
   Envelope env = envelope_with(2);
-  record_outcome(env, outcome(0, RecipientOutcome::Kind::delivered, 250, "2.0.0", "ok"), "");
-  record_outcome(env, outcome(1, RecipientOutcome::Kind::permanent, 550, "5.1.1", "no"), "");
+  record_outcome(env, outcome(0, RecipientOutcome::Kind::delivered, 250, "2.0.0", "ok"), "", 1);
+  record_outcome(env, outcome(1, RecipientOutcome::Kind::permanent, 550, "5.1.1", "no"), "", 1);
   std::mt19937_64 rng(1);
   EXPECT_EQ(settle(env, no_jitter(), env.arrival_us + kMinute, {}, rng).kind, Disposition::Kind::finished);
   EXPECT_EQ(env.attempts, 0u);
@@ -90,8 +90,8 @@ TEST(AttemptOutcome, TemporaryFailuresClimbTheLadder) {
 
 TEST(AttemptOutcome, ExpiryFailsWhatIsPendingOnly) {
   Envelope env = envelope_with(2);
-  record_outcome(env, outcome(0, RecipientOutcome::Kind::delivered, 250, "2.0.0", "ok"), "");
-  record_outcome(env, outcome(1, RecipientOutcome::Kind::temporary, 451, "4.4.1", "down"), "mx");
+  record_outcome(env, outcome(0, RecipientOutcome::Kind::delivered, 250, "2.0.0", "ok"), "", 1);
+  record_outcome(env, outcome(1, RecipientOutcome::Kind::temporary, 451, "4.4.1", "down"), "mx", 1);
   std::mt19937_64 rng(1);
   const RetrySettings retry = no_jitter();
   EXPECT_EQ(settle(env, retry, env.arrival_us + retry.max_age_us, {}, rng).kind, Disposition::Kind::expired);
@@ -103,7 +103,7 @@ TEST(AttemptOutcome, ExpiryFailsWhatIsPendingOnly) {
 
 TEST(AttemptOutcome, OnlyUntriedRecipientsLeftGoOnHoldWithoutCountingAnAttempt) {
   Envelope env = envelope_with(2);
-  record_outcome(env, outcome(0, RecipientOutcome::Kind::delivered, 250, "2.0.0", "ok"), "");
+  record_outcome(env, outcome(0, RecipientOutcome::Kind::delivered, 250, "2.0.0", "ok"), "", 1);
   std::mt19937_64 rng(1);
   EXPECT_EQ(settle(env, no_jitter(), env.arrival_us, {1, held_destination_reason("x.test")}, rng).kind,
             Disposition::Kind::hold);
@@ -116,7 +116,7 @@ TEST(AttemptOutcome, OnlyUntriedRecipientsLeftGoOnHoldWithoutCountingAnAttempt) 
 
 TEST(AttemptOutcome, LocalAndRemotePendingRetry) {
   Envelope env = envelope_with(2);
-  record_outcome(env, outcome(1, RecipientOutcome::Kind::temporary, 451, "4.4.1", "down"), "");
+  record_outcome(env, outcome(1, RecipientOutcome::Kind::temporary, 451, "4.4.1", "down"), "", 1);
   std::mt19937_64 rng(1);
   EXPECT_EQ(settle(env, no_jitter(), env.arrival_us, {1, "local"}, rng).kind, Disposition::Kind::retry);
   EXPECT_EQ(env.queue, QueueName::retry1);

@@ -136,12 +136,12 @@ TEST(ClientTransaction, NotifyListsOnlyTheFlagsGiven) {
 
 TEST(Xtext, EncodesWhatXtextCannotCarryAndRoundTrips) {
   const std::string text = "a+b=c d\t~!\xc3\xa9";
-  const std::string encoded = xtext_encode(text);
+  const std::string encoded = smtp::xtext_encode(text);
   EXPECT_EQ(encoded, "a+2Bb+3Dc+20d+09~!+C3+A9");
   std::string decoded;
   ASSERT_TRUE(smtp::xtext_decode(encoded, decoded));
   EXPECT_EQ(decoded, text);
-  EXPECT_EQ(xtext_encode(""), "");
+  EXPECT_EQ(smtp::xtext_encode(""), "");
 }
 
 TEST(ClientTransaction, MessageOverTheServersSizeFailsWithoutDialogue) {

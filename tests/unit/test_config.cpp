@@ -56,6 +56,14 @@ void expect_default_values(const Config& c) {
   EXPECT_EQ(c.queue.min_free_space, d.queue.min_free_space);
   EXPECT_EQ(c.queue.space_check_interval_ms, d.queue.space_check_interval_ms);
   EXPECT_EQ(c.queue.finished_retention_ms, d.queue.finished_retention_ms);
+  EXPECT_EQ(c.dsn.postmaster, "postmaster@" + machine_hostname());
+  EXPECT_EQ(c.dsn.double_bounce, d.dsn.double_bounce);
+  EXPECT_EQ(c.dsn.failure_copy, d.dsn.failure_copy);
+  EXPECT_EQ(c.dsn.failure_copy_content, d.dsn.failure_copy_content);
+  EXPECT_EQ(c.dsn.delay_notice, d.dsn.delay_notice);
+  EXPECT_EQ(c.dsn.delay_notice_after_ms, d.dsn.delay_notice_after_ms);
+  EXPECT_EQ(c.dsn.delay_notice_interval_ms, d.dsn.delay_notice_interval_ms);
+  EXPECT_EQ(c.dsn.max_returned_size, d.dsn.max_returned_size);
   EXPECT_EQ(c.log.format, d.log.format);
   EXPECT_EQ(c.log.target, d.log.target);
   EXPECT_EQ(c.log.file, d.log.file);
@@ -167,7 +175,14 @@ TEST(ConfigDefaults, EmbeddedDefaultFileNamesEveryKey) {
                           "tries",
                           "cache_entries",
                           "hosts_file",
-                          "local_addresses"}) {
+                          "local_addresses",
+                          "postmaster",
+                          "double_bounce",
+                          "failure_copy",
+                          "failure_copy_content",
+                          "delay_notice",
+                          "delay_notice_interval",
+                          "max_returned_size"}) {
     const std::string assignment = std::string("\n").append(key).append(" = ");
     EXPECT_NE(text.find(assignment), std::string::npos) << key;
   }
@@ -756,6 +771,31 @@ local_addresses = ["192.0.2.10"]
   EXPECT_EQ(c.dns.local_addresses, std::vector<std::string>{"192.0.2.10"});
 }
 
+TEST(ConfigDsn, EveryDsnKeyIsRead) {
+  const auto p = parse(
+      "[server]\nhostname = \"mx.example\"\n"
+      "[dsn]\npostmaster = \"hostmaster@example.org\"\ndouble_bounce = \"drop\"\n"
+      "failure_copy = \"nondelivery@example.org\"\nfailure_copy_content = true\n"
+      "delay_notice = \"4h\"\ndelay_notice_interval = \"12h\"\nmax_returned_size = \"1M\"\n");
+  ASSERT_TRUE(p.ok()) << all_errors(p);
+  const Config& c = p.config;
+  EXPECT_EQ(c.dsn.postmaster, "hostmaster@example.org");
+  EXPECT_EQ(c.dsn.double_bounce, "drop");
+  EXPECT_EQ(c.dsn.failure_copy, "nondelivery@example.org");
+  EXPECT_TRUE(c.dsn.failure_copy_content);
+  EXPECT_EQ(c.dsn.delay_notice, "4h");
+  EXPECT_EQ(c.dsn.delay_notice_after_ms, 4 * 3'600'000LL);
+  EXPECT_EQ(c.dsn.delay_notice_interval_ms, 12 * 3'600'000LL);
+  EXPECT_EQ(c.dsn.max_returned_size, 1'048'576u);
+}
+
+TEST(ConfigDsn, PostmasterDefaultsToTheHostname) {
+  const auto p = parse("[server]\nhostname = \"mx.example\"\n[dsn]\ndelay_notice = \"off\"\n");
+  ASSERT_TRUE(p.ok()) << all_errors(p);
+  EXPECT_EQ(p.config.dsn.postmaster, "postmaster@mx.example");
+  EXPECT_EQ(p.config.dsn.delay_notice, "off");
+}
+
 TEST(ConfigDelivery, BadValuesNameTheirLineAndKey) {
   struct Case {
     const char* text;
@@ -788,6 +828,15 @@ TEST(ConfigDelivery, BadValuesNameTheirLineAndKey) {
       {"[dns]\ntries = 0\n", "dns.tries", 2},
       {"[dns]\nlocal_addresses = [\"10.0.0\"]\n", "dns.local_addresses", 2},
       {"[delivery]\nspeed = 3\n", "delivery.speed", 2},
+      {"[dsn]\npostmaster = \"nobody\"\n", "dsn.postmaster", 2},
+      {"[dsn]\nfailure_copy = \"a b@c.test\"\n", "dsn.failure_copy", 2},
+      {"[dsn]\ndouble_bounce = \"sender\"\n", "dsn.double_bounce", 2},
+      {"[dsn]\ndelay_notice = \"sometimes\"\n", "dsn.delay_notice", 2},
+      {"[dsn]\ndelay_notice = \"0s\"\n", "dsn.delay_notice", 2},
+      {"[dsn]\ndelay_notice_interval = 0\n", "dsn.delay_notice_interval", 2},
+      {"[dsn]\nmax_returned_size = 0\n", "dsn.max_returned_size", 2},
+      {"[dsn]\nfailure_copy_content = \"yes\"\n", "dsn.failure_copy_content", 2},
+      {"[dsn]\nreturn = 1\n", "dsn.return", 2},
   };
   for (const Case& c : cases) {
     const auto p = parse(c.text);

@@ -35,6 +35,12 @@ Envelope full_envelope() {
   env.next_attempt_us = std::numeric_limits<int64_t>::min();
   env.attempts = std::numeric_limits<uint32_t>::max();
   env.last_error = std::string("\0\x01\x02 binary", 10);
+  env.recipients[2].status = "5.1.1";
+  env.recipients[2].remote_mta = "mx.example.net";
+  env.recipients[2].diagnostic = "550 5.1.1 no such user";
+  env.recipients[2].last_attempt_us = -1;
+  env.recipients[2].delay_notified_us = std::numeric_limits<int64_t>::max();
+  env.origin = Origin::postmaster_notice;
   return env;
 }
 
@@ -54,6 +60,32 @@ TEST(QueueNameTest, NamesRoundTrip) {
   EXPECT_EQ(parse_queue_name("retry3"), std::nullopt);
   EXPECT_EQ(to_string(static_cast<QueueName>(0)), "unknown");
   EXPECT_EQ(to_string(static_cast<QueueName>(8)), "unknown");
+}
+
+// Spools written before the DSN fields existed stay readable.
+TEST(EnvelopeCodecTest, ReadsVersionOneRecords) {
+  std::string v1("\x01", 1);
+  v1 += std::string("\x00\x00\x00\x00\x00\x00\x00", 7);  // id .. envid
+  v1 += std::string("\x01\x01" "a\x00\x00\x02\x00", 7);   // one recipient "a", failed
+  v1 += std::string("\x00\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00", 11);  // arrival .. last_error, queue retry1
+  std::optional<Envelope> env = decode_envelope(v1);
+  ASSERT_TRUE(env.has_value());
+  ASSERT_EQ(env->recipients.size(), 1u);
+  EXPECT_EQ(env->recipients[0].address, "a");
+  EXPECT_EQ(env->recipients[0].state, RecipientState::failed);
+  EXPECT_EQ(env->recipients[0].status, "");
+  EXPECT_EQ(env->queue, QueueName::retry1);
+  EXPECT_EQ(env->origin, Origin::received);
+  // Re-encoded, it is a version 2 record with the same content.
+  const std::string v2 = encode(*env);
+  EXPECT_EQ(v2[0], '\x02');
+  EXPECT_EQ(decode_envelope(v2), env);
+}
+
+TEST(EnvelopeCodecTest, RefusesAnUnknownOrigin) {
+  std::string bytes = encode(full_envelope());
+  bytes.back() = '\x03';
+  EXPECT_EQ(decode_envelope(bytes), std::nullopt);
 }
 
 TEST(EnvelopeCodecTest, EveryFieldRoundTrips) {
@@ -124,7 +156,7 @@ TEST(EnvelopeCodecTest, TrailingBytesAreRejected) {
 
 TEST(EnvelopeCodecTest, UnknownVersionIsRejected) {
   std::string bytes = encode(full_envelope());
-  bytes[0] = 2;
+  bytes[0] = 3;
   EXPECT_FALSE(decode_envelope(bytes).has_value());
 }
 
