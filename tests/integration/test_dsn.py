@@ -266,6 +266,19 @@ def test_smtputf8_message_gets_a_global_report(world):
     assert "Final-Recipient: utf-8; j\u00f6rg@dest.test".encode() in world.mailbox.raw(SENDER)[0]
 
 
+def test_an_8bit_message_comes_back_in_an_8bitmime_report(world):
+    t = world.make("--fault", "rcpt=550")
+    body = "Subject: menu\r\nContent-Type: text/plain; charset=utf-8\r\n\r\ncr\u00e8me br\u00fbl\u00e9e\r\n".encode()
+    send(t, ["bob@dest.test"], mail_options=["BODY=8BITMIME"], body=body)
+    [report] = world.mailbox.wait(SENDER)
+    # Sent with BODY=8BITMIME (RFC 6152), since the returned part is 8-bit.
+    assert "BODY=8BITMIME" in report["X-Tern-Sink-Mail-Params"]
+    returned = report.get_payload()[2]
+    assert returned["Content-Transfer-Encoding"] == "8bit"
+    assert "cr\u00e8me br\u00fbl\u00e9e" in returned.get_payload()[0].get_content()
+    assert scan_message(report) == {b"bob@dest.test"}
+
+
 def test_ternctl_bounce_fails_recipients_with_a_notice_and_delete_is_silent(world):
     t = world.make(routing={"transport": [
         {"domain": "hold.test", "next_hop": "[127.0.0.9]:9"}]})
