@@ -136,6 +136,16 @@ Result<Response> parse_response(std::span<const uint8_t> message, RecordType ask
             std::copy(b, b + 16, v6);
             resp.addresses.push_back(IpAddress::v6(v6));
           }
+        } else if (asked == RecordType::txt) {
+          // One or more <character-string>s: a length octet, then that many octets.
+          std::string text;
+          while (r.ok() && r.pos() < rdata_end) {
+            const uint8_t* len = r.bytes(1);
+            if (!len || r.pos() + *len > rdata_end) return Error{"malformed DNS TXT record"};
+            const uint8_t* b = r.bytes(*len);
+            if (b) text.append(reinterpret_cast<const char*>(b), *len);
+          }
+          resp.texts.push_back(std::move(text));
         }
       }
     } else if (type == static_cast<uint16_t>(RecordType::soa)) {

@@ -14,7 +14,7 @@
 
 namespace tern::dns {
 
-enum class RecordType : uint16_t { a = 1, cname = 5, soa = 6, mx = 15, aaaa = 28 };
+enum class RecordType : uint16_t { a = 1, cname = 5, soa = 6, mx = 15, txt = 16, aaaa = 28 };
 
 enum class Rcode : uint8_t { no_error = 0, format_error = 1, server_failure = 2, name_error = 3,
                              not_implemented = 4, refused = 5 };
@@ -31,6 +31,9 @@ struct Response {
   // in front of them is followed by the server, as c-ares does too).
   std::vector<MxRecord> mx;
   std::vector<IpAddress> addresses;  // A or AAAA answers
+  // TXT answers, one per record: its character-strings concatenated
+  // (RFC 7208 §3.3 reads them the same way), bytes as they came.
+  std::vector<std::string> texts;
   // Lowest TTL among the answer records (CNAMEs included): how long the set
   // may be cached. 0 when there are no answers.
   uint32_t answer_ttl = 0;

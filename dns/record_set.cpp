@@ -12,6 +12,7 @@ std::string_view type_name(RecordType type) {
     case RecordType::mx: return "MX";
     case RecordType::cname: return "CNAME";
     case RecordType::soa: return "SOA";
+    case RecordType::txt: return "TXT";
   }
   return "?";
 }
@@ -22,7 +23,9 @@ DnsResult<RecordSet> classify(const Response& response, std::string_view name, R
     case Rcode::no_error:
       set.mx = response.mx;
       set.addresses = response.addresses;
-      set.kind = set.mx.empty() && set.addresses.empty() ? RecordSet::Kind::no_data : RecordSet::Kind::answer;
+      set.texts = response.texts;
+      set.kind = set.mx.empty() && set.addresses.empty() && set.texts.empty() ? RecordSet::Kind::no_data
+                                                                              : RecordSet::Kind::answer;
       return set;
     case Rcode::name_error:
       set.kind = RecordSet::Kind::nxdomain;

@@ -2,6 +2,7 @@
 // data" or "no such domain", and how long it may be cached. Pure: no I/O.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -15,6 +16,7 @@ struct RecordSet {
   Kind kind = Kind::answer;
   std::vector<MxRecord> mx;          // for MX questions
   std::vector<IpAddress> addresses;  // for A and AAAA questions
+  std::vector<std::string> texts;    // for TXT questions: one string per record
 };
 
 // NOERROR with records → answer; NOERROR without → no_data (RFC 2308 NODATA);

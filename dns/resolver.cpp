@@ -23,6 +23,11 @@ int64_t now_ms() {
   return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
 }
 
+// NXDOMAIN, as a plain lookup (lookup_a, lookup_txt) reports it.
+DnsError no_such_domain(const std::string& name, RecordType type) {
+  return DnsError{Failure::nxdomain, name + " " + std::string(type_name(type)) + " lookup: no such domain (NXDOMAIN)"};
+}
+
 struct AresDestroy {
   void operator()(ares_channel c) const { ares_destroy(c); }
 };
@@ -250,6 +255,62 @@ io::Task<DnsResult<RecordSet>> Resolver::lookup(std::string name, RecordType typ
   Query query(*channel_, name, type);
   const Reply reply = co_await query;
   co_return absorb(name, type, reply);
+}
+
+io::Task<std::vector<DnsResult<RecordSet>>> Resolver::lookup_many(std::vector<std::string> names,
+                                                                  RecordType type) {
+  std::vector<std::optional<DnsResult<RecordSet>>> got(names.size());
+  std::vector<std::unique_ptr<Query>> queries(names.size());
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i].empty()) {
+      got[i] = DnsResult<RecordSet>(DnsError{Failure::nxdomain, "an empty name"});
+    } else if (const RecordSet* cached = cache_.find(names[i], type, now_ms())) {
+      got[i] = DnsResult<RecordSet>(*cached);
+    } else {
+      queries[i] = std::make_unique<Query>(*channel_, names[i], type);
+    }
+  }
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (!queries[i]) continue;
+    Query& pending = *queries[i];
+    const Reply reply = co_await pending;
+    got[i] = absorb(names[i], type, reply);
+  }
+  std::vector<DnsResult<RecordSet>> out;
+  out.reserve(got.size());
+  for (auto& g : got) out.push_back(std::move(*g));
+  co_return out;
+}
+
+io::Task<std::vector<AddrResult>> Resolver::lookup_a_many(std::vector<std::string> names) {
+  for (auto& n : names) n = normalize_name(n);
+  std::vector<DnsResult<RecordSet>> sets = co_await lookup_many(names, RecordType::a);
+  std::vector<AddrResult> out;
+  out.reserve(sets.size());
+  for (size_t i = 0; i < sets.size(); ++i) {
+    if (!sets[i].ok())
+      out.push_back(sets[i].error());
+    else if (sets[i]->kind == RecordSet::Kind::nxdomain)
+      out.push_back(no_such_domain(names[i], RecordType::a));
+    else
+      out.push_back(sets[i]->addresses);
+  }
+  co_return out;
+}
+
+io::Task<AddrResult> Resolver::lookup_a(std::string name) {
+  std::vector<std::string> names{std::move(name)};
+  std::vector<AddrResult> results = co_await lookup_a_many(std::move(names));
+  co_return std::move(results.front());
+}
+
+io::Task<TextResult> Resolver::lookup_txt(std::string name) {
+  std::vector<std::string> names{normalize_name(name)};
+  std::vector<DnsResult<RecordSet>> sets = co_await lookup_many(names, RecordType::txt);
+  DnsResult<RecordSet>& set = sets.front();
+  if (!set.ok()) co_return set.error();
+  if (set->kind == RecordSet::Kind::nxdomain) co_return no_such_domain(names.front(), RecordType::txt);
+  co_return std::move(set->texts);
 }
 
 io::Task<AddrResult> Resolver::resolve_addresses(std::string host) {

@@ -39,6 +39,7 @@ struct ResolverOptions {
 
 using MxResult = DnsResult<MxRoute>;
 using AddrResult = DnsResult<std::vector<IpAddress>>;
+using TextResult = DnsResult<std::vector<std::string>>;
 
 class Resolver {
  public:
@@ -63,6 +64,23 @@ class Resolver {
   // result), from an address literal, the host table, the cache or DNS.
   io::Task<AddrResult> resolve_addresses(std::string host);
 
+  // Plain DNS lookups of one record type, for names that are not mail
+  // hosts (DNS blocklists and the like): no address literals, no host
+  // table, just the cache (negative answers included) and then DNS.
+  // NXDOMAIN fails with Failure::nxdomain; NODATA (the name exists, no
+  // record of the type) is an empty vector; SERVFAIL, REFUSED, timeouts
+  // and unreadable answers fail with Failure::temporary (never cached).
+  //
+  // The A records of `name`.
+  io::Task<AddrResult> lookup_a(std::string name);
+  // The A records of several names: every query not answered from the cache
+  // is sent before the first answer is awaited, so they run concurrently.
+  // One result per name, in order.
+  io::Task<std::vector<AddrResult>> lookup_a_many(std::vector<std::string> names);
+  // The TXT records of `name`, one string per record: its
+  // character-strings concatenated (octets as received, unfiltered).
+  io::Task<TextResult> lookup_txt(std::string name);
+
   size_t cache_size() const { return cache_.size(); }
 
   struct Channel;  // c-ares and its watches, shared with the loop's pending polls
@@ -70,6 +88,8 @@ class Resolver {
  private:
   Resolver(ResolverOptions options, std::shared_ptr<Channel> channel);
   io::Task<DnsResult<RecordSet>> lookup(std::string name, RecordType type);
+  // `names` (normalized) of one type, the queries all in flight at once.
+  io::Task<std::vector<DnsResult<RecordSet>>> lookup_many(std::vector<std::string> names, RecordType type);
   // The record set a reply means; stored in the cache when it may be.
   struct Reply;
   DnsResult<RecordSet> absorb(const std::string& name, RecordType type, const Reply& reply);

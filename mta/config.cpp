@@ -40,8 +40,12 @@ workers = 0
 drain_timeout = "30s"
 
 [smtp]
-# "ip:port" or "[ipv6]:port".
+# MTA listeners (port 25 in production): "ip:port" or "[ipv6]:port".
 listen = ["127.0.0.1:2525"]
+# Message submission (RFC 6409, port 587): STARTTLS, then AUTH is required.
+submission = []
+# Message submission over implicit TLS (RFC 8314, port 465); needs [tls].
+submissions = []
 # Larger messages get 552 5.3.4 (advertised in EHLO SIZE).
 max_message_size = "50M"
 # RCPT beyond this gets 452 4.5.3.
@@ -75,12 +79,55 @@ private_key = ""
 min_version = "TLSv1.2"
 
 [relay]
+# Who may relay (send to domains that are not local): "allow_all",
+# "block_all", "domains" (recipients in relay_domains), "addresses" (clients
+# in trusted_networks), "domains_and_addresses" (either), "pop_before_smtp"
+# (clients within pop_window minutes of a POP login). Authenticated clients
+# may relay in every mode but "block_all".
+mode = "domains_and_addresses"
 # Mail for these domains is delivered here, whoever sends it.
 local_domains = []
-# Mail for these domains is accepted from anyone and relayed onwards.
+# The nearby domains: relayed for anyone in modes "domains" and
+# "domains_and_addresses".
 relay_domains = []
-# Clients in these networks may send mail to any domain.
+# The relay addresses (networks) of modes "addresses" and "domains_and_addresses".
 trusted_networks = ["127.0.0.0/8", "::1/128"]
+# The POP-before-SMTP window in minutes (15-65535).
+pop_window = 30
+# "user%domain@here" delivered to user@domain, only when both domains are local.
+percent_routing = false
+
+[auth]
+# The user directory (ternctl user add ...); "" = no users, AUTH not offered.
+users_file = "./var/users"
+# Offer AUTH PLAIN/LOGIN without TLS (passwords in the clear).
+allow_plaintext = false
+# On MTA listeners: "none", "relay" (relaying needs AUTH) or "all" (all mail does).
+# Submission listeners always require AUTH.
+require = "none"
+# Envelope senders of authenticated clients must be their own addresses:
+# "off", "all" users, or "unlisted" (all but sender_check_exempt).
+sender_check = "off"
+sender_check_exempt = []
+# Failed AUTH attempts wait failure_delay each; after max_failures the client
+# is disconnected and refused for failure_block_time.
+max_failures = 5
+failure_delay = "1s"
+failure_block_time = "10m"
+
+[restrictions]
+# Clients refused at connect (MTA listeners): networks, and DNS blocklists.
+deny = []
+dnsbl = []
+# A blocklist slower than this is ignored (the client is let in).
+dnsbl_timeout = "2s"
+# A refused client inside the POP-before-SMTP window, or one that
+# authenticates, is let through.
+override = true
+# Per client IP and minute; 0 = unlimited (421/451 4.7.0 beyond).
+connections_per_minute = 0
+messages_per_minute = 0
+recipients_per_minute = 0
 
 [delivery]
 # false: receive and queue only; nothing leaves.
@@ -250,6 +297,8 @@ std::optional<uint64_t> checked_multiply(uint64_t a, uint64_t b, uint64_t limit)
   return a * b;
 }
 
+}  // namespace
+
 // "250ms", "30s", "5m", "2h", "7d" -> milliseconds.
 std::optional<int64_t> duration_ms_from_text(std::string_view text) {
   size_t digits = 0;
@@ -274,6 +323,8 @@ std::optional<int64_t> duration_ms_from_text(std::string_view text) {
   if (!ms) return std::nullopt;
   return static_cast<int64_t>(*ms);
 }
+
+namespace {
 
 // "1048576", "512K", "50M", "50MB", "50MiB", "1G", "2T" -> bytes (1K = 1024).
 std::optional<uint64_t> size_from_text(std::string_view text) {
@@ -367,7 +418,7 @@ class ConfigReader {
       const toml::table* table = node.as_table();
       if (key == "server" || key == "smtp" || key == "tls" || key == "relay" || key == "queue" || key == "log" ||
           key == "control" || key == "delivery" || key == "retry" || key == "routing" || key == "dns" ||
-          key == "dsn") {
+          key == "dsn" || key == "auth" || key == "restrictions") {
         if (!table) {
           fail(line_of(name, node), key, "must be a table ([" + key + "])");
           continue;
@@ -422,7 +473,9 @@ class ConfigReader {
     else if (key == "server.workers") read_count(key, node, 0, server.workers);
     else if (key == "server.drain_timeout") read_duration(key, node, true, server.drain_timeout_ms);
 
-    else if (key == "smtp.listen") read_listen(key, node);
+    else if (key == "smtp.listen") read_listen(key, node, false, smtp.listen);
+    else if (key == "smtp.submission") read_listen(key, node, true, smtp.submission);
+    else if (key == "smtp.submissions") read_listen(key, node, true, smtp.submissions);
     else if (key == "smtp.max_message_size") read_size(key, node, false, smtp.max_message_size);
     else if (key == "smtp.max_recipients") read_count(key, node, 1, smtp.max_recipients);
     // RFC 5321 §4.5.3.1.4 and §4.5.3.1.6 minimums: smaller limits refuse
@@ -442,9 +495,29 @@ class ConfigReader {
     else if (key == "tls.private_key") read_string(key, node, tls.private_key);
     else if (key == "tls.min_version") read_choice(key, node, {"TLSv1.2", "TLSv1.3"}, tls.min_version);
 
+    else if (key == "relay.mode") read_choice(key, node, {"allow_all", "block_all", "domains", "addresses", "domains_and_addresses", "pop_before_smtp"}, relay.mode);
+    else if (key == "relay.pop_window") read_bounded(key, node, 15, 65535, relay.pop_window_minutes);
+    else if (key == "relay.percent_routing") read_bool(key, node, relay.percent_routing);
     else if (key == "relay.local_domains") read_domains(key, node, relay.local_domains);
     else if (key == "relay.relay_domains") read_domains(key, node, relay.relay_domains);
-    else if (key == "relay.trusted_networks") read_networks(key, node);
+    else if (key == "relay.trusted_networks") read_networks(key, node, relay.trusted_networks);
+
+    else if (key == "auth.users_file") read_string(key, node, config_.auth.users_file);
+    else if (key == "auth.allow_plaintext") read_bool(key, node, config_.auth.allow_plaintext);
+    else if (key == "auth.require") read_choice(key, node, {"none", "relay", "all"}, config_.auth.require);
+    else if (key == "auth.sender_check") read_choice(key, node, {"off", "all", "unlisted"}, config_.auth.sender_check);
+    else if (key == "auth.sender_check_exempt") read_user_names(key, node, config_.auth.sender_check_exempt);
+    else if (key == "auth.max_failures") read_bounded(key, node, 1, 1000, config_.auth.max_failures);
+    else if (key == "auth.failure_delay") read_duration(key, node, true, config_.auth.failure_delay_ms);
+    else if (key == "auth.failure_block_time") read_duration(key, node, true, config_.auth.failure_block_time_ms);
+
+    else if (key == "restrictions.deny") read_networks(key, node, config_.restrictions.deny);
+    else if (key == "restrictions.dnsbl") read_domains(key, node, config_.restrictions.dnsbl);
+    else if (key == "restrictions.dnsbl_timeout") read_duration(key, node, false, config_.restrictions.dnsbl_timeout_ms);
+    else if (key == "restrictions.override") read_bool(key, node, config_.restrictions.override);
+    else if (key == "restrictions.connections_per_minute") read_count(key, node, 0, config_.restrictions.connections_per_minute);
+    else if (key == "restrictions.messages_per_minute") read_count(key, node, 0, config_.restrictions.messages_per_minute);
+    else if (key == "restrictions.recipients_per_minute") read_count(key, node, 0, config_.restrictions.recipients_per_minute);
 
     else if (key == "queue.directory") read_path(key, node, queue.directory);
     else if (key == "queue.min_free_space") read_size(key, node, true, queue.min_free_space);
@@ -833,7 +906,7 @@ class ConfigReader {
     return values;
   }
 
-  void read_listen(const std::string& key, const toml::node& node) {
+  void read_listen(const std::string& key, const toml::node& node, bool allow_empty, std::vector<std::string>& out) {
     std::set<std::string> seen;
     auto values = read_strings(key, node, [&](const std::string& entry) -> std::string {
       if (std::string problem = listen_problem(entry); !problem.empty()) return problem;
@@ -841,11 +914,11 @@ class ConfigReader {
       return {};
     });
     if (!values) return;
-    if (values->empty()) {
+    if (values->empty() && !allow_empty) {
       fail(line_of(node), key, "must list at least one address");
       return;
     }
-    config_.smtp.listen = std::move(*values);
+    out = std::move(*values);
   }
 
   void read_domains(const std::string& key, const toml::node& node, std::vector<std::string>& out) {
@@ -858,12 +931,23 @@ class ConfigReader {
     if (values) out = std::move(*values);
   }
 
-  void read_networks(const std::string& key, const toml::node& node) {
+  void read_networks(const std::string& key, const toml::node& node, std::vector<std::string>& out) {
     auto values = read_strings(key, node, [](const std::string& text) -> std::string {
       auto network = Network::parse(text);
       return network ? std::string() : network.error();
     });
-    if (values) config_.relay.trusted_networks = std::move(*values);
+    if (values) out = std::move(*values);
+  }
+
+  void read_user_names(const std::string& key, const toml::node& node, std::vector<std::string>& out) {
+    auto values = read_strings(key, node, [](const std::string& name) -> std::string {
+      const bool ok = !name.empty() && name.size() <= 64 &&
+                      std::all_of(name.begin(), name.end(), [](char c) {
+                        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+                      });
+      return ok ? std::string() : quoted(name) + " is not a user name (a-z 0-9 . _ -)";
+    });
+    if (values) out = std::move(*values);
   }
 
   unsigned line_for(const std::string& key, const std::string& related_key) const {
@@ -881,6 +965,22 @@ class ConfigReader {
     if (tls.certificate.empty() && !tls.private_key.empty()) {
       fail(line_for("tls.certificate", "tls.private_key"), "tls.certificate",
            "must be set when tls.private_key is set");
+    }
+    if (!config_.smtp.submissions.empty() && tls.certificate.empty()) {
+      fail(line_for("smtp.submissions", "tls.certificate"), "smtp.submissions",
+           "needs tls.certificate and tls.private_key (implicit TLS)");
+    }
+    if (!config_.smtp.submission.empty() && tls.certificate.empty() && !config_.auth.allow_plaintext) {
+      fail(line_for("smtp.submission", "tls.certificate"), "smtp.submission",
+           "needs tls.certificate (AUTH is offered only after STARTTLS) or auth.allow_plaintext = true");
+    }
+    std::set<std::string> endpoints;
+    for (const auto* list : {&config_.smtp.listen, &config_.smtp.submission, &config_.smtp.submissions}) {
+      for (const auto& endpoint : *list) {
+        if (!endpoints.insert(endpoint).second)
+          fail(line_for("smtp.submission", "smtp.submissions"), "smtp.submission",
+               quoted(endpoint) + " is used by two listeners");
+      }
     }
     const auto& routing = config_.routing;
     if (routing.router_user.empty() != routing.router_password.empty()) {

@@ -3,6 +3,7 @@
 // the line and the key.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -19,7 +20,9 @@ struct Config {
   } server;
 
   struct Smtp {
-    std::vector<std::string> listen{"127.0.0.1:2525"};  // "ip:port" or "[ipv6]:port"
+    std::vector<std::string> listen{"127.0.0.1:2525"};  // "ip:port" or "[ipv6]:port": MTA (port 25) listeners
+    std::vector<std::string> submission;   // RFC 6409 (port 587): STARTTLS, AUTH required
+    std::vector<std::string> submissions;  // RFC 8314 (port 465): implicit TLS, AUTH required
     uint64_t max_message_size = 52'428'800;  // bytes, 552 5.3.4 beyond
     unsigned max_recipients = 1000;          // 452 4.5.3 beyond
     unsigned max_command_line = 512;         // octets incl. CRLF, 500 5.5.2 beyond
@@ -41,10 +44,38 @@ struct Config {
   } tls;
 
   struct Relay {
+    // The old system's six relay modes: "allow_all", "block_all", "domains"
+    // (recipients in relay_domains), "addresses" (clients in
+    // trusted_networks), "domains_and_addresses" (either), "pop_before_smtp"
+    // (clients within pop_window minutes of a POP login).
+    std::string mode = "domains_and_addresses";
     std::vector<std::string> local_domains;
-    std::vector<std::string> relay_domains;
-    std::vector<std::string> trusted_networks{"127.0.0.0/8", "::1/128"};
+    std::vector<std::string> relay_domains;    // the nearby-domains list
+    std::vector<std::string> trusted_networks{"127.0.0.0/8", "::1/128"};  // the relay-address list
+    unsigned pop_window_minutes = 30;          // 15..65535
+    bool percent_routing = false;              // user%domain@us, towards local domains only
   } relay;
+
+  struct Auth {
+    std::string users_file = "./var/users";  // the user directory; "" = no users, AUTH not offered
+    bool allow_plaintext = false;            // offer AUTH without TLS
+    std::string require = "none";            // port 25: "none", "relay" (to relay), "all" (any mail)
+    std::string sender_check = "off";        // "off", "all", "unlisted": sender must be the user's
+    std::vector<std::string> sender_check_exempt;  // users not checked under "unlisted"
+    unsigned max_failures = 5;               // then disconnect and refuse the IP for failure_block_time
+    int64_t failure_delay_ms = 1'000;        // each failed attempt waits this long
+    int64_t failure_block_time_ms = 600'000;
+  } auth;
+
+  struct Restrictions {
+    std::vector<std::string> deny;           // client networks refused at connect
+    std::vector<std::string> dnsbl;          // blocklist zones
+    int64_t dnsbl_timeout_ms = 2'000;        // a slower list is ignored (fail open)
+    bool override = true;                    // POP window or AUTH lets a refused client through
+    unsigned connections_per_minute = 0;     // per client IP; 0 = unlimited
+    unsigned messages_per_minute = 0;
+    unsigned recipients_per_minute = 0;
+  } restrictions;
 
   struct Delivery {
     bool enabled = true;                       // false: receive and queue only
@@ -141,6 +172,8 @@ ConfigParse load_config_file(const std::string& path);
 
 // The embedded default configuration (what `make run` starts with).
 std::string_view default_config_toml();
+// A duration as the configuration writes it: "250ms", "30s", "5m", "2h", "7d".
+std::optional<int64_t> duration_ms_from_text(std::string_view text);
 
 // "line 12: smtp.max_errors: must be a positive integer"
 std::string format_config_error(const ConfigError& e);

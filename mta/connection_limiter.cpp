@@ -1,5 +1,7 @@
 #include "mta/server_context.h"
 
+#include <algorithm>
+
 namespace tern {
 
 ConnectionLimiter::Slot::~Slot() {
@@ -30,6 +32,35 @@ void ConnectionLimiter::release(const std::string& ip) {
   auto it = per_ip_.find(ip);
   if (it != per_ip_.end() && --it->second == 0) per_ip_.erase(it);
   total_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+std::string_view listener_kind_name(ListenerKind kind) {
+  switch (kind) {
+    case ListenerKind::mta: return "mta";
+    case ListenerKind::submission: return "submission";
+    case ListenerKind::submissions: return "submissions";
+  }
+  return "mta";
+}
+
+void TemporaryBlocks::block(const std::string& ip, int64_t until_us) {
+  std::lock_guard lock(mu_);
+  if (until_.size() >= kMaxEntries) {
+    // Full: forget the entry that ends first (the least useful to keep).
+    auto first = std::min_element(until_.begin(), until_.end(),
+                                  [](const auto& a, const auto& b) { return a.second < b.second; });
+    until_.erase(first);
+  }
+  until_[ip] = until_us;
+}
+
+bool TemporaryBlocks::blocked(const std::string& ip, int64_t now_us) {
+  std::lock_guard lock(mu_);
+  auto it = until_.find(ip);
+  if (it == until_.end()) return false;
+  if (it->second > now_us) return true;
+  until_.erase(it);
+  return false;
 }
 
 }  // namespace tern

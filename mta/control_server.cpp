@@ -11,6 +11,7 @@
 #include <cstring>
 #include <sstream>
 
+#include "mta/config.h"
 #include "mta/log.h"
 
 namespace tern {
@@ -77,8 +78,9 @@ std::string header_section(const std::string& body) {
 
 }  // namespace
 
-ControlServer::ControlServer(queue::Spool& spool, StatsSource stats, DeliveryControls delivery)
-    : spool_(spool), stats_(std::move(stats)), delivery_(std::move(delivery)) {}
+ControlServer::ControlServer(queue::Spool& spool, StatsSource stats, DeliveryControls delivery,
+                             AccessControls access)
+    : spool_(spool), stats_(std::move(stats)), delivery_(std::move(delivery)), access_(access) {}
 
 ControlServer::~ControlServer() {
   stop_ = true;
@@ -182,6 +184,7 @@ std::string ControlServer::handle(const std::string& request_line) {
     return "ok\n" + args[0] + ": " + std::to_string(r.value()) + " recipient" + (r.value() == 1 ? "" : "s") +
            " failed, delivery status notification queued\n";
   }
+  if (cmd == "popauth") return popauth(args);
   if (cmd == "stats") {
     auto s = spool_.stats();
     std::string out = "ok\n";
@@ -193,6 +196,46 @@ std::string ControlServer::handle(const std::string& request_line) {
     return out;
   }
   return "error unknown command: " + cmd + "\n";
+}
+
+// popauth list | add IP [MINUTES|DURATION] | del IP
+std::string ControlServer::popauth(const std::vector<std::string>& args) {
+  const char* usage = "error usage: popauth list | add IP [MINUTES] | del IP\n";
+  if (args.empty()) return usage;
+  if (!access_.pop_window) return "error the POP-before-SMTP window store is not available\n";
+  const int64_t now = now_us();
+  if (args[0] == "list" && args.size() == 1) {
+    std::string out = "ok\n";
+    for (const auto& e : access_.pop_window->list(now))
+      out += e.ip + " until " + iso_time(e.until_us) + " (" + std::to_string((e.until_us - now) / 1'000'000) +
+             " s left)\n";
+    return out;
+  }
+  if (args[0] == "add" && (args.size() == 2 || args.size() == 3)) {
+    // A number is minutes, as relay.pop_window; "90s" and the like are
+    // durations (short windows for tests and trials).
+    int64_t window_ms = int64_t(access_.pop_window_minutes) * 60'000;
+    if (args.size() == 3) {
+      const std::string& text = args[2];
+      const bool minutes = !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
+      const std::optional<int64_t> ms =
+          minutes ? (text.size() <= 5 ? std::optional<int64_t>(std::stoll(text) * 60'000) : std::nullopt)
+                  : duration_ms_from_text(text);
+      if (!ms || *ms <= 0 || *ms > 65'535LL * 60'000) return "error the window must be 1-65535 minutes\n";
+      window_ms = *ms;
+    }
+    Status added = access_.pop_window->add(args[1], now + window_ms * 1000, now);
+    if (!added) return "error " + added.error() + "\n";
+    log::event("popauth_added", {{"client", args[1]}, {"seconds", window_ms / 1000}, {"by", "ternctl"}});
+    return "ok\n" + args[1] + " may relay for " + std::to_string(window_ms / 1000) + " s\n";
+  }
+  if (args[0] == "del" && args.size() == 2) {
+    Status removed = access_.pop_window->remove(args[1]);
+    if (!removed) return "error " + removed.error() + "\n";
+    log::event("popauth_removed", {{"client", args[1]}, {"by", "ternctl"}});
+    return "ok\n" + args[1] + " removed\n";
+  }
+  return usage;
 }
 
 std::string ControlServer::queue_listing(bool json) {

@@ -11,6 +11,7 @@
 
 #include "mta/io/net.h"
 #include "queue/result.h"
+#include "mta/policy/pop_window.h"
 #include "queue/spool.h"
 
 namespace tern {
@@ -28,7 +29,13 @@ class ControlServer {
     // bounce ID [RCPT...]: fails pending recipients with a DSN; how many.
     std::function<Result<size_t>(const std::string& id, const std::vector<std::string>& recipients)> bounce;
   };
-  ControlServer(queue::Spool& spool, StatsSource stats, DeliveryControls delivery);
+  // ternctl popauth: the POP-before-SMTP window store (null: unavailable)
+  // and the window's length when a command does not give one.
+  struct AccessControls {
+    policy::PopWindow* pop_window = nullptr;
+    unsigned pop_window_minutes = 30;
+  };
+  ControlServer(queue::Spool& spool, StatsSource stats, DeliveryControls delivery, AccessControls access);
   ~ControlServer();
   Status start(const std::string& socket_path);
 
@@ -44,6 +51,8 @@ class ControlServer {
   queue::Spool& spool_;
   StatsSource stats_;
   DeliveryControls delivery_;
+  AccessControls access_;
+  std::string popauth(const std::vector<std::string>& args);
   std::string path_;
   io::UniqueFd listen_fd_;
   std::atomic<bool> stop_{false};

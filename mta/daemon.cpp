@@ -29,6 +29,11 @@ ConfigParse load(const std::string& path) {
   return path.empty() ? parse_config(default_config_toml(), "(embedded default)") : load_config_file(path);
 }
 
+int64_t wall_clock_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 std::string machine_hostname() {
   char buf[256] = {};
   if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
@@ -36,7 +41,7 @@ std::string machine_hostname() {
 }
 
 Result<std::shared_ptr<const Settings>> build_settings(const Config& config) {
-  auto relay = RelayPolicy::build(config.relay);
+  auto relay = RelayPolicy::build(config);
   if (!relay) return Error{"relay: " + relay.error()};
   auto s = std::make_shared<Settings>(Settings{config, std::move(relay.value()), nullptr,
                                                config.server.hostname.empty() ? machine_hostname()
@@ -45,6 +50,16 @@ Result<std::shared_ptr<const Settings>> build_settings(const Config& config) {
     auto tls = io::TlsContext::create_server(config.tls.certificate, config.tls.private_key, config.tls.min_version);
     if (!tls) return Error{"tls: " + tls.error()};
     s->tls = std::move(tls.value());
+  }
+  if (!config.auth.users_file.empty()) {
+    auto users = policy::UserDirectory::load(config.auth.users_file);
+    if (!users) return Error{"auth.users_file: " + users.error()};
+    s->users = std::make_shared<const policy::UserDirectory>(std::move(users.value()));
+  }
+  for (const auto& text : config.restrictions.deny) {
+    auto net = Network::parse(text);
+    if (!net) return Error{"restrictions.deny: " + net.error()};
+    s->deny.push_back(*net);
   }
   return std::shared_ptr<const Settings>(std::move(s));
 }
@@ -59,6 +74,8 @@ void make_parent_dir(const std::string& path) {
 void warn_fixed_settings(const Config& old_cfg, const Config& new_cfg) {
   auto warn = [](const char* key) { log::event("reload_needs_restart", {{"key", key}}); };
   if (old_cfg.smtp.listen != new_cfg.smtp.listen) warn("smtp.listen");
+  if (old_cfg.smtp.submission != new_cfg.smtp.submission) warn("smtp.submission");
+  if (old_cfg.smtp.submissions != new_cfg.smtp.submissions) warn("smtp.submissions");
   if (old_cfg.server.workers != new_cfg.server.workers) warn("server.workers");
   if (old_cfg.queue.directory != new_cfg.queue.directory) warn("queue.directory");
   if (old_cfg.control.socket != new_cfg.control.socket) warn("control.socket");
@@ -91,10 +108,16 @@ int run_daemon(const std::string& config_path) {
   if (!settings) return fatal(settings.error());
 
   std::vector<io::Endpoint> endpoints;
-  for (const auto& l : config.smtp.listen) {
-    auto ep = io::parse_endpoint(l);
-    if (!ep) return fatal(ep.error());
-    endpoints.push_back(ep.value());
+  std::vector<ListenerKind> listener_kinds;
+  for (const auto& [list, kind] : {std::pair{&config.smtp.listen, ListenerKind::mta},
+                                   std::pair{&config.smtp.submission, ListenerKind::submission},
+                                   std::pair{&config.smtp.submissions, ListenerKind::submissions}}) {
+    for (const auto& l : *list) {
+      auto ep = io::parse_endpoint(l);
+      if (!ep) return fatal(ep.error());
+      endpoints.push_back(ep.value());
+      listener_kinds.push_back(kind);
+    }
   }
 
   // Signals are taken synchronously by this thread; every other thread
@@ -118,6 +141,11 @@ int run_daemon(const std::string& config_path) {
 
   StorageGuard storage(config.queue.directory, config.queue.min_free_space, config.queue.space_check_interval_ms);
   ServerContext ctx{*spool.value(), storage};
+  auto pop_window = policy::PopWindow::open(config.queue.directory + "/popauth", wall_clock_us());
+  if (!pop_window) return fatal(pop_window.error());
+  ctx.pop_window = pop_window.value().get();
+  io::OffloadThread auth_offload;  // outlives the workers (declared before them)
+  ctx.auth_offload = &auth_offload;
 
   std::unique_ptr<delivery::DeliveryEngine> engine;
   if (config.delivery.enabled) {
@@ -142,14 +170,15 @@ int run_daemon(const std::string& config_path) {
   unsigned n_workers = config.server.workers ? config.server.workers : std::max(1u, std::thread::hardware_concurrency());
   std::vector<std::unique_ptr<Worker>> workers;
   for (unsigned i = 0; i < n_workers; ++i) {
-    workers.push_back(std::make_unique<Worker>(ctx, i, settings.value()));
+    workers.push_back(std::make_unique<Worker>(ctx, i, settings.value(), listener_kinds));
     if (auto st = workers.back()->start(endpoints); !st) {
       for (auto& w : workers) w->abandon();
       for (auto& w : workers) w->join();
       return fatal(st.error());
     }
   }
-  for (const auto& ep : endpoints) log::event("listening", {{"address", ep.text}});
+  for (size_t i = 0; i < endpoints.size(); ++i)
+    log::event("listening", {{"address", endpoints[i].text}, {"listener", listener_kind_name(listener_kinds[i])}});
 
   ControlServer::DeliveryControls delivery_controls;
   if (engine) {
@@ -184,7 +213,7 @@ int run_daemon(const std::string& config_path) {
   ControlServer control(
       *spool.value(),
       [&ctx] { return std::vector<std::pair<std::string, uint64_t>>{{"connections", ctx.limiter.total()}}; },
-      std::move(delivery_controls));
+      std::move(delivery_controls), ControlServer::AccessControls{ctx.pop_window, config.relay.pop_window_minutes});
   if (auto st = control.start(config.control.socket); !st) {
     for (auto& w : workers) w->abandon();
     for (auto& w : workers) w->join();

@@ -108,8 +108,37 @@ bool Network::contains(std::string_view ip) const {
   return prefix_matches(address->bytes, addr, prefix);
 }
 
-Result<RelayPolicy> RelayPolicy::build(const Config::Relay& relay) {
+namespace {
+constexpr std::pair<RelayMode, std::string_view> kRelayModes[] = {
+    {RelayMode::allow_all, "allow_all"},
+    {RelayMode::block_all, "block_all"},
+    {RelayMode::domains, "domains"},
+    {RelayMode::addresses, "addresses"},
+    {RelayMode::domains_and_addresses, "domains_and_addresses"},
+    {RelayMode::pop_before_smtp, "pop_before_smtp"},
+};
+}  // namespace
+
+std::optional<RelayMode> parse_relay_mode(std::string_view name) {
+  for (const auto& [mode, text] : kRelayModes)
+    if (text == name) return mode;
+  return std::nullopt;
+}
+
+std::string_view relay_mode_name(RelayMode mode) {
+  for (const auto& [m, text] : kRelayModes)
+    if (m == mode) return text;
+  return "unknown";
+}
+
+Result<RelayPolicy> RelayPolicy::build(const Config& config) {
+  const Config::Relay& relay = config.relay;
   RelayPolicy policy;
+  auto mode = parse_relay_mode(relay.mode);
+  if (!mode) return Error{"relay.mode: unknown mode " + quoted(relay.mode)};
+  policy.mode_ = *mode;
+  policy.percent_routing_ = relay.percent_routing;
+  policy.relay_needs_auth_ = config.auth.require != "none";
   for (const auto& domain : relay.local_domains) {
     if (domain.empty()) return Error{"relay.local_domains: empty domain"};
     policy.local_.push_back(ascii_lower(domain));
@@ -138,28 +167,64 @@ bool RelayPolicy::is_relay_domain(std::string_view domain) const {
   return std::any_of(relay_.begin(), relay_.end(), [&](const std::string& d) { return ascii_iequals(d, domain); });
 }
 
-RelayPolicy::Decision RelayPolicy::decide(std::string_view client_ip, const smtp::Address& rcpt) const {
+bool RelayPolicy::may_relay(const RelayClient& client) const {
+  if (mode_ == RelayMode::block_all) return false;
+  if (client.authenticated) return true;
+  if (relay_needs_auth_) return false;
+  switch (mode_) {
+    case RelayMode::allow_all: return true;
+    case RelayMode::addresses:
+    case RelayMode::domains_and_addresses: return is_trusted(client.ip);
+    case RelayMode::pop_before_smtp: return client.pop_window;
+    case RelayMode::domains:
+    case RelayMode::block_all: break;
+  }
+  return false;
+}
+
+RelayPolicy::Verdict RelayPolicy::decide(const RelayClient& client, const smtp::Address& rcpt) const {
   if (rcpt.domain.empty()) {
     // RFC 5321 §4.5.1: <postmaster> without a domain must always be accepted.
-    return ascii_iequals(rcpt.local_part, "postmaster") ? Decision::local : Decision::denied;
+    if (ascii_iequals(rcpt.local_part, "postmaster")) return {Decision::local, {}};
+    return {Decision::denied, "no domain"};
   }
-  const bool trusted = is_trusted(client_ip);
+  const bool relay_ok = may_relay(client);
   std::string_view domain = rcpt.domain;
 
-  if (!trusted) {
+  if (!relay_ok) {
     // Each of these makes the next hop (or a sloppy local delivery agent)
     // route the message somewhere other than the domain we checked:
     // "user%evil@ours", "evil!user@ours", "\"user@evil\"@ours", "user@evil."
-    // resolving past our suffix checks, or a literal naming any host.
-    const bool routing_local_part = rcpt.local_part.find_first_of("%!@") != std::string::npos;
-    if (rcpt.domain_literal || domain.back() == '.' || routing_local_part) return Decision::denied;
+    // resolving past our suffix checks, or a literal naming any host. A
+    // source route ("<@ours:user@evil>") was stripped by the parser (RFC
+    // 5321 §3.6.1): the final mailbox is what is decided here.
+    if (rcpt.domain_literal) return {Decision::denied, "address literal"};
+    if (domain.back() == '.') return {Decision::denied, "trailing dot"};
+    const std::string_view local = rcpt.local_part;
+    if (local.find('!') != std::string_view::npos) return {Decision::denied, "bang path"};
+    if (local.find('@') != std::string_view::npos) return {Decision::denied, "quoted local part with @"};
+    if (const size_t percent = local.find('%'); percent != std::string_view::npos) {
+      // The old system's percent routing: "user%other@ours" is delivered
+      // to user@other, and only when other is one of our domains too. One
+      // hop only: "user%evil%other@ours" would leave through other.
+      std::string_view user = local.substr(0, percent);
+      std::string_view target = local.substr(percent + 1);
+      if (user.starts_with('"')) user.remove_prefix(1);
+      if (target.ends_with('"')) target.remove_suffix(1);
+      const bool one_local_hop = percent_routing_ && !user.empty() &&
+                                 target.find('%') == std::string_view::npos && is_local_domain(domain) &&
+                                 is_local_domain(target);
+      if (!one_local_hop) return {Decision::denied, "percent hack"};
+    }
   } else if (domain.back() == '.') {
     domain.remove_suffix(1);
   }
 
-  if (is_local_domain(domain)) return Decision::local;
-  if (is_relay_domain(domain)) return Decision::relay_domain;
-  return trusted ? Decision::trusted : Decision::denied;
+  if (is_local_domain(domain)) return {Decision::local, {}};
+  const bool nearby = mode_ == RelayMode::domains || mode_ == RelayMode::domains_and_addresses;
+  if (nearby && !relay_needs_auth_ && is_relay_domain(domain)) return {Decision::relay_domain, {}};
+  if (relay_ok) return {Decision::permitted, {}};
+  return {Decision::denied, "relay not permitted"};
 }
 
 }  // namespace tern

@@ -10,7 +10,11 @@
 #include <utility>
 
 #include "mta/config.h"
+#include "mta/io/offload.h"
 #include "mta/io/tls.h"
+#include "mta/policy/pop_window.h"
+#include "mta/policy/rate_limiter.h"
+#include "mta/policy/user_directory.h"
 #include "mta/relay_policy.h"
 #include "mta/storage_guard.h"
 #include "queue/spool.h"
@@ -23,6 +27,28 @@ struct Settings {
   RelayPolicy relay;
   std::shared_ptr<const io::TlsContext> tls;  // null: no STARTTLS
   std::string hostname;
+  std::shared_ptr<const policy::UserDirectory> users{};  // auth.users_file; null: no users, no AUTH
+  std::vector<Network> deny{};                           // restrictions.deny
+};
+
+// What a listener serves (smtp.listen, smtp.submission, smtp.submissions).
+enum class ListenerKind : uint8_t {
+  mta,          // port 25: relay rules, connection restrictions, AUTH as auth.require says
+  submission,   // port 587 (RFC 6409): AUTH required, offered after STARTTLS
+  submissions,  // port 465 (RFC 8314): TLS from the first byte, AUTH required
+};
+std::string_view listener_kind_name(ListenerKind kind);
+
+// Client IPs refused for a while (too many failed AUTH attempts). Thread-safe.
+class TemporaryBlocks {
+ public:
+  void block(const std::string& ip, int64_t until_us);
+  bool blocked(const std::string& ip, int64_t now_us);
+  static constexpr size_t kMaxEntries = 100'000;
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<std::string, int64_t> until_;
 };
 
 // Counts connections in total and per client IP. A lock is taken only at
@@ -63,6 +89,12 @@ struct ServerContext {
   queue::Spool& spool;
   StorageGuard& storage;
   ConnectionLimiter limiter;
+  policy::RateLimiter rate;
+  TemporaryBlocks auth_blocks;
+  // The POP-before-SMTP window; null when the store could not be opened.
+  policy::PopWindow* pop_window = nullptr;
+  // Password hashing (crypt(3) is slow on purpose): off the loop threads.
+  io::OffloadThread* auth_offload = nullptr;
   std::atomic<bool> stopping{false};
   // Called (thread-safe) after each message is committed: wakes the
   // delivery engine so new mail leaves at once, not at the next scan. Set

@@ -3,8 +3,13 @@
 // ServerContext.
 #pragma once
 #include <memory>
+#include <optional>
+#include <string>
+#include <vector>
 
+#include "dns/resolver.h"
 #include "mta/io/server_thread.h"
+#include "mta/io/task.h"
 #include "mta/server_context.h"
 
 namespace tern {
@@ -22,7 +27,9 @@ namespace tern {
 
 class Worker : public io::ServerThread<smtp::Session> {
  public:
-  Worker(ServerContext& ctx, unsigned index, std::shared_ptr<const Settings> settings);
+  // `listeners`: what each endpoint given to start() serves.
+  Worker(ServerContext& ctx, unsigned index, std::shared_ptr<const Settings> settings,
+         std::vector<ListenerKind> listeners);
   ~Worker() override;
 
   // Thread-safe. New settings for sessions that start after this.
@@ -33,13 +40,18 @@ class Worker : public io::ServerThread<smtp::Session> {
   // ---- loop thread only ----
   ServerContext& context() { return ctx_; }
   const std::shared_ptr<const Settings>& settings() const { return settings_; }
+  // The reply text when `ip` is on a blocklist of restrictions.dnsbl
+  // (queried through this worker's own resolver; fails open).
+  io::Task<std::optional<std::string>> dnsbl_reason(std::string ip);
 
  private:
-  void serve(io::UniqueFd fd) override;
+  void serve(io::UniqueFd fd, size_t listener) override;
   void accept_failed(int error) override;
 
   ServerContext& ctx_;
   std::shared_ptr<const Settings> settings_;
+  std::vector<ListenerKind> listeners_;
+  std::unique_ptr<dns::Resolver> resolver_;  // created on first use, on the loop thread
 };
 
 }  // namespace tern

@@ -11,6 +11,11 @@
 
 #include "mta/config.h"
 
+namespace tern::ctl {
+// tools/ternctl_users.cpp: the user directory, edited without ternd.
+int user_command(const std::string& users_file, const std::vector<std::string>& args);
+}  // namespace tern::ctl
+
 namespace {
 
 void usage(FILE* out) {
@@ -26,8 +31,17 @@ void usage(FILE* out) {
       "  flush [TARGET]        try now: message ID, DOMAIN, @DOMAIN (with subdomains), or all waiting mail\n"
       "  hold-domain DOMAIN    keep mail for DOMAIN queued (in hold) until released\n"
       "  release-domain DOMAIN deliver DOMAIN's mail again; its held messages go back to incoming\n"
+      "  popauth list          clients inside the POP-before-SMTP window\n"
+      "  popauth add IP [MIN]  let IP relay for MIN minutes (default relay.pop_window; or \"90s\")\n"
+      "  popauth del IP        end IP's window now\n"
       "  stats                 spool and connection counters\n"
-      "The socket defaults to ./var/ternd.sock (the embedded configuration's).\n",
+      "  user add NAME [ADDRESS...]  add a user (password from stdin) who may send as ADDRESSes\n"
+      "  user passwd NAME      set a user's password (stdin; asked twice on a terminal)\n"
+      "  user del NAME         remove a user\n"
+      "  user list             users: name, active or locked, addresses\n"
+      "The socket defaults to ./var/ternd.sock (the embedded configuration's).\n"
+      "The user commands edit auth.users_file (default ./var/users) and need no ternd;\n"
+      "a running ternd re-reads the file on SIGHUP.\n",
       out);
 }
 
@@ -35,6 +49,7 @@ void usage(FILE* out) {
 
 int main(int argc, char** argv) {
   std::string socket_path = tern::Config{}.control.socket;
+  std::string users_file = tern::Config{}.auth.users_file;
   std::vector<std::string> words;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -47,6 +62,7 @@ int main(int argc, char** argv) {
         return 2;
       }
       socket_path = parsed.config.control.socket;
+      users_file = parsed.config.auth.users_file;
     } else if (a == "--help" || a == "-h") {
       usage(stdout);
       return 0;
@@ -58,6 +74,7 @@ int main(int argc, char** argv) {
     usage(stderr);
     return 2;
   }
+  if (words[0] == "user") return tern::ctl::user_command(users_file, {words.begin() + 1, words.end()});
   std::string request;
   for (const auto& w : words) {
     if (w.find_first_of(" \t\r\n") != std::string::npos) {

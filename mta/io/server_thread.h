@@ -75,8 +75,8 @@ class ServerThread {
   virtual ~ServerThread() { join(); }
 
   // On the loop thread, for each accepted connection while not stopping
-  // (TCP_NODELAY already set).
-  virtual void serve(UniqueFd fd) = 0;
+  // (TCP_NODELAY already set); `listener` indexes the endpoints given to start().
+  virtual void serve(UniqueFd fd, size_t listener) = 0;
   // An accept failed with -`error` (EMFILE and friends): the kernel keeps the
   // connection queued and the accept is re-armed.
   virtual void accept_failed(int /*error*/) {}
@@ -90,7 +90,8 @@ class ServerThread {
       return;
     }
     loop_ = std::move(loop.value());
-    for (const auto& ep : endpoints) {
+    for (size_t listener = 0; listener < endpoints.size(); ++listener) {
+      const Endpoint& ep = endpoints[listener];
       auto fd = listen_on(ep);
       if (!fd) {
         finished_.store(true, std::memory_order_release);
@@ -98,14 +99,14 @@ class ServerThread {
         return;
       }
       listeners_.emplace_back(fd.value());
-      loop_->accept_multishot(fd.value(), [this](int client) { on_accept(client); });
+      loop_->accept_multishot(fd.value(), [this, listener](int client) { on_accept(client, listener); });
     }
     ready->set_value(Status{});  // `ready` dies with start(); not touched after this
     loop_->run();
     finished_.store(true, std::memory_order_release);
   }
 
-  void on_accept(int fd) {
+  void on_accept(int fd, size_t listener) {
     if (fd < 0) {
       accept_failed(-fd);
       return;
@@ -115,7 +116,7 @@ class ServerThread {
       return;
     }
     set_nodelay(fd);
-    serve(UniqueFd(fd));
+    serve(UniqueFd(fd), listener);
   }
 
   // Out of the class body: it needs Session complete, so users declare the

@@ -1,11 +1,13 @@
 #include "mta/smtp/session.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "mta/text.h"
 #include "mta/log.h"
 #include "mta/smtp/domain_syntax.h"
 #include "mta/smtp/received.h"
+#include "mta/smtp/sasl.h"
 #include "mta/spool_await.h"
 #include "mta/worker.h"
 #include "queue/queue_id.h"
@@ -52,13 +54,13 @@ std::string_view verb_name(Verb v) {
 
 }  // namespace
 
-io::Task<void> run_session(Worker& worker, io::UniqueFd fd) {
-  Session session(worker, std::move(fd));
+io::Task<void> run_session(Worker& worker, io::UniqueFd fd, ListenerKind listener) {
+  Session session(worker, std::move(fd), listener);
   co_await session.run();
 }
 
-Session::Session(Worker& worker, io::UniqueFd fd)
-    : worker_(worker), settings_(worker.settings()), conn_(worker.loop(), std::move(fd)) {
+Session::Session(Worker& worker, io::UniqueFd fd, ListenerKind listener)
+    : worker_(worker), settings_(worker.settings()), conn_(worker.loop(), std::move(fd)), listener_(listener) {
   client_ip_ = io::peer_ip(conn_.fd());
   worker_.attach(this);
 }
@@ -119,7 +121,13 @@ io::Task<void> Session::run() {
     co_await conn_.flush(limits().write_timeout_ms);
     co_return;
   }
-  log::event("connect", {{"client", client_ip_}});
+  log::event("connect", {{"client", client_ip_}, {"listener", listener_kind_name(listener_)}});
+  const bool admitted = co_await admit();
+  if (!admitted) {
+    co_await conn_.flush(limits().write_timeout_ms);
+    log::event("disconnect", {{"client", client_ip_}, {"errors", errors_}});
+    co_return;
+  }
   if (worker_.stopping()) stop_requested_ = true;
   reply(220, "", settings_->hostname + " ESMTP Tern");
 
@@ -172,6 +180,8 @@ io::Task<Session::Next> Session::dispatch(const Command& cmd) {
       co_return co_await starttls(cmd);
     case Verb::etrn:
       co_return co_await etrn(cmd);
+    case Verb::auth:
+      co_return co_await auth(cmd);
     case Verb::rset:
       if (!cmd.argument.empty()) co_return fail(501, "5.5.4", "Syntax: RSET");
       reset_transaction();
@@ -197,7 +207,6 @@ io::Task<Session::Next> Session::dispatch(const Command& cmd) {
     case Verb::send:
     case Verb::soml:
     case Verb::turn:
-    case Verb::auth:
       co_return fail(502, "5.5.1", std::string(verb_name(cmd.verb)) + " command not implemented");
     case Verb::unknown:
       break;
@@ -225,6 +234,7 @@ Session::Next Session::ehlo(const Command& cmd, bool extended) {
   r += "250-SMTPUTF8\r\n";
   r += "250-DSN\r\n";
   if (!settings_->config.routing.etrn_domains.empty()) r += "250-ETRN\r\n";
+  if (auth_offered()) r += "250-AUTH PLAIN LOGIN\r\n";
   if (settings_->tls && !conn_.tls()) r += "250-STARTTLS\r\n";
   r += "250 CHUNKING\r\n";
   conn_.write(r);
@@ -235,6 +245,18 @@ Session::Next Session::mail(const Command& cmd) {
   if (helo_.empty()) return fail(503, "5.5.1", "Send HELO/EHLO first");
   if (has_mail_) return fail(503, "5.5.1", "Nested MAIL command");
   if (stop_requested_) return fail(421, "4.3.2", "Service shutting down");
+  const bool auth_required = listener_ != ListenerKind::mta || settings_->config.auth.require == "all";
+  if (auth_required && auth_user_.empty()) return fail(530, "5.7.0", "Authentication required");
+  if (!restricted_.empty() && auth_user_.empty() && !in_pop_window()) {
+    log::event("connection_rejected", {{"client", client_ip_}, {"reason", restricted_}, {"stage", "mail"}});
+    return fail(554, "5.7.1", restricted_);
+  }
+  auto& ctx = worker_.context();
+  if (!ctx.rate.allow(policy::RateKind::message, client_ip_, settings_->config.restrictions.messages_per_minute,
+                      now_us() / 1000)) {
+    log::event("rate_limited", {{"client", client_ip_}, {"kind", "messages"}});
+    return fail(451, "4.7.0", "Too many messages from this address, slow down");
+  }
   if (worker_.context().storage.low()) {
     log::event("rejected", {{"client", client_ip_}, {"code", 452}, {"reason", "insufficient storage"}});
     return fail(452, "4.3.1", "Insufficient system storage, try again later");
@@ -246,6 +268,18 @@ Session::Next Session::mail(const Command& cmd) {
   if (has_params && !esmtp_) return fail(555, "5.5.4", "MAIL parameters need EHLO");
   if (m.has_size && m.size > limits().max_message_size)
     return fail(552, "5.3.4", "Message size exceeds fixed maximum message size");
+  // The old system's sender verification: an authenticated client sends as
+  // its own addresses only.
+  const auto& auth = settings_->config.auth;
+  const bool check_sender =
+      !auth_user_.empty() && settings_->users && !m.sender.null() &&
+      (auth.sender_check == "all" ||
+       (auth.sender_check == "unlisted" && std::find(auth.sender_check_exempt.begin(), auth.sender_check_exempt.end(),
+                                                     auth_user_) == auth.sender_check_exempt.end()));
+  if (check_sender && !settings_->users->owns(auth_user_, m.sender.str())) {
+    log::event("sender_rejected", {{"client", client_ip_}, {"user", auth_user_}, {"from", m.sender.str()}});
+    return fail(553, "5.7.1", concat({"<", m.sender.str(), ">: Sender address not owned by user ", auth_user_}));
+  }
   settings_ = worker_.settings();  // each transaction uses the newest settings
   mail_ = std::move(m);
   has_mail_ = true;
@@ -262,10 +296,17 @@ Session::Next Session::rcpt(const Command& cmd) {
   if ((r.notify != 0 || !r.orcpt.empty()) && !esmtp_) return fail(555, "5.5.4", "RCPT parameters need EHLO");
   if (recipients_.size() >= limits().max_recipients)
     return fail(452, "4.5.3", "Too many recipients");
-  auto decision = settings_->relay.decide(client_ip_, r.recipient);
-  if (decision == RelayPolicy::Decision::denied) {
+  if (!worker_.context().rate.allow(policy::RateKind::recipient, client_ip_,
+                                    settings_->config.restrictions.recipients_per_minute, now_us() / 1000)) {
+    log::event("rate_limited", {{"client", client_ip_}, {"kind", "recipients"}});
+    return fail(451, "4.7.0", "Too many recipients from this address, slow down");
+  }
+  const RelayPolicy::Verdict verdict = settings_->relay.decide(relay_client(), r.recipient);
+  if (verdict.decision == RelayPolicy::Decision::denied) {
     log::event("relay_rejected", {{"client", client_ip_}, {"helo", helo_}, {"from", mail_.sender.str()},
-                                  {"rcpt", r.recipient.str()}});
+                                  {"rcpt", r.recipient.str()},
+                                  {"mode", relay_mode_name(settings_->relay.mode())},
+                                  {"reason", verdict.reason}});
     std::string text = r.recipient.str();  // built in steps: g++ 12 -Wrestrict misfires on "<" + str
     text.insert(0, 1, '<');
     text += ">: Relay access denied";
@@ -296,7 +337,7 @@ void Session::begin_content(DataReader::Mode mode) {
   t.helo = helo_;
   t.client_ip = client_ip_;
   t.hostname = settings_->hostname;
-  std::string proto = protocol_name(esmtp_, conn_.tls() != nullptr, false, mail_.smtputf8);
+  std::string proto = protocol_name(esmtp_, conn_.tls() != nullptr, !auth_user_.empty(), mail_.smtputf8);
   t.protocol = proto;
   std::string tls_version, tls_cipher;
   if (conn_.tls()) {
@@ -359,7 +400,7 @@ io::Task<void> Session::finish_content() {
   env.arrival_us = content_started_us_;
   env.client_ip = client_ip_;
   env.client_helo = helo_;
-  env.protocol = protocol_name(esmtp_, conn_.tls() != nullptr, false, mail_.smtputf8);
+  env.protocol = protocol_name(esmtp_, conn_.tls() != nullptr, !auth_user_.empty(), mail_.smtputf8);
   env.message_id = reader_->message_id();
   pending_chunk_ += reader_->take_output();
   env.body_size = stored_bytes_ + pending_chunk_.size();
@@ -543,7 +584,168 @@ io::Task<Session::Next> Session::starttls(const Command& cmd) {
   reset_transaction();
   helo_.clear();
   esmtp_ = false;
+  auth_user_.clear();
   co_return Next::go_on;
+}
+
+// ---- access control ----
+
+bool Session::in_pop_window() const {
+  const auto* window = worker_.context().pop_window;
+  return window && window->contains(client_ip_, now_us());
+}
+
+RelayClient Session::relay_client() const { return RelayClient{client_ip_, !auth_user_.empty(), in_pop_window()}; }
+
+bool Session::auth_offered() const {
+  return settings_->users && (conn_.tls() || settings_->config.auth.allow_plaintext);
+}
+
+io::Task<bool> Session::admit() {
+  auto& ctx = worker_.context();
+  const auto& restrictions = settings_->config.restrictions;
+  const int64_t now = now_us();
+  if (ctx.auth_blocks.blocked(client_ip_, now)) {
+    log::event("connection_rejected", {{"client", client_ip_}, {"reason", "too many failed logins"}});
+    reply(421, "4.7.0", settings_->hostname + " Too many failed logins from this address, try again later");
+    co_return false;
+  }
+  if (!ctx.rate.allow(policy::RateKind::connection, client_ip_, restrictions.connections_per_minute, now / 1000)) {
+    log::event("connection_rejected", {{"client", client_ip_}, {"reason", "connection rate"}});
+    reply(421, "4.7.0", settings_->hostname + " Too many connections from this address, try again later");
+    co_return false;
+  }
+  if (listener_ == ListenerKind::mta) {
+    std::string reason;
+    for (const Network& net : settings_->deny) {
+      if (net.contains(client_ip_)) {
+        reason = "Access denied: your address is refused by this server";
+        break;
+      }
+    }
+    if (reason.empty() && !restrictions.dnsbl.empty()) {
+      auto listed = worker_.dnsbl_reason(client_ip_);
+      std::optional<std::string> hit = co_await listed;
+      if (hit) reason = std::move(*hit);
+    }
+    if (!reason.empty()) {
+      if (restrictions.override && in_pop_window()) {
+        log::event("restriction_overridden", {{"client", client_ip_}, {"reason", reason}, {"by", "pop_window"}});
+      } else if (restrictions.override) {
+        restricted_ = reason;  // AUTH may still lift it; MAIL refuses otherwise
+        log::event("restricted", {{"client", client_ip_}, {"reason", reason}});
+      } else {
+        log::event("connection_rejected", {{"client", client_ip_}, {"reason", reason}});
+        reply(554, "5.7.1", reason);
+        co_return false;
+      }
+    }
+  }
+  if (listener_ == ListenerKind::submissions) {
+    // RFC 8314: TLS from the first byte.
+    auto st = co_await conn_.start_tls(settings_->tls, limits().command_timeout_ms);
+    if (st != io::IoStatus::ok) {
+      log::event("tls_failed", {{"client", client_ip_},
+                                {"error", conn_.tls() ? conn_.tls()->last_error() : std::string("handshake")}});
+      co_return false;
+    }
+    log::event("tls", {{"client", client_ip_}, {"version", conn_.tls()->version()}, {"cipher", conn_.tls()->cipher()}});
+  }
+  co_return true;
+}
+
+io::Task<std::optional<std::string>> Session::sasl_response(std::optional<std::string> initial,
+                                                            std::string_view challenge) {
+  // RFC 4954 §4: "=" is an empty initial response.
+  if (initial) co_return *initial == "=" ? std::string() : std::move(*initial);
+  reply(334, "", challenge);
+  // A response line may be up to 12288 octets.
+  std::string line;
+  auto st = co_await conn_.read_line(&line, 12'288, limits().command_timeout_ms);
+  if (st == io::IoStatus::too_long) co_return std::string("\x01");  // never valid base64: refused as such
+  if (st != io::IoStatus::ok) co_return std::nullopt;
+  co_return line;
+}
+
+io::Task<Session::Next> Session::auth(const Command& cmd) {
+  const auto& config = settings_->config.auth;
+  if (!settings_->users) co_return fail(502, "5.5.1", "AUTH command not implemented");
+  if (!esmtp_) co_return fail(503, "5.5.1", "Send EHLO first");
+  if (!auth_user_.empty()) co_return fail(503, "5.5.1", "Already authenticated");
+  if (has_mail_) co_return fail(503, "5.5.1", "AUTH not allowed during a mail transaction");
+  if (!auth_offered()) co_return fail(538, "5.7.11", "Encryption required for requested authentication mechanism");
+  const std::string_view arg = cmd.argument;
+  const size_t space = arg.find(' ');
+  const std::string mechanism = ascii_lower(arg.substr(0, space));
+  std::optional<std::string> initial;
+  if (space != std::string_view::npos) initial = std::string(arg.substr(space + 1));
+  if (mechanism != "plain" && mechanism != "login") co_return fail(504, "5.5.4", "Unrecognized authentication type");
+
+  std::string user, password;
+  bool malformed = false;
+  if (mechanism == "plain") {
+    auto asked = sasl_response(std::move(initial), "");
+    std::optional<std::string> response = co_await asked;
+    if (!response) co_return Next::close;
+    if (*response == "*") co_return fail(501, "5.0.0", "Authentication cancelled");
+    auto decoded = base64_decode(*response);
+    auto plain = decoded ? parse_sasl_plain(*decoded) : std::nullopt;
+    if (!plain) {
+      malformed = true;
+    } else {
+      // Tern does not act for others: an authorization identity must be the user's own.
+      user = plain->authcid;
+      password = plain->password;
+      if (!plain->authzid.empty() && plain->authzid != plain->authcid) password.clear();
+    }
+  } else {
+    auto asked_user = sasl_response(std::move(initial), "VXNlcm5hbWU6");  // "Username:"
+    std::optional<std::string> user_line = co_await asked_user;
+    if (!user_line) co_return Next::close;
+    if (*user_line == "*") co_return fail(501, "5.0.0", "Authentication cancelled");
+    auto asked_password = sasl_response(std::nullopt, "UGFzc3dvcmQ6");  // "Password:"
+    std::optional<std::string> password_line = co_await asked_password;
+    if (!password_line) co_return Next::close;
+    if (*password_line == "*") co_return fail(501, "5.0.0", "Authentication cancelled");
+    auto decoded_user = base64_decode(*user_line);
+    auto decoded_password = base64_decode(*password_line);
+    if (!decoded_user || !decoded_password) {
+      malformed = true;
+    } else {
+      user = std::move(*decoded_user);
+      password = std::move(*decoded_password);
+    }
+  }
+  if (malformed) co_return fail(501, "5.5.2", "Cannot decode the authentication response");
+
+  // crypt(3) is slow by design: off the loop thread.
+  bool verified = false;
+  if (!password.empty()) {
+    auto users = settings_->users;
+    auto check = worker_.context().auth_offload->call(
+        worker_.loop(), [users, user, password] { return users->verify(user, password); });
+    verified = co_await check;
+  }
+  if (verified) {
+    auth_user_ = user;
+    restricted_.clear();
+    log::event("auth", {{"client", client_ip_}, {"user", user}, {"mechanism", mechanism}});
+    reply(235, "2.7.0", "Authentication successful");
+    co_return Next::go_on;
+  }
+  ++auth_failures_;
+  log::event("auth_failed", {{"client", client_ip_}, {"user", user}, {"mechanism", mechanism},
+                             {"failures", auth_failures_}});
+  // A delay per failure slows password guessing; at the limit the client
+  // goes, and its address is refused for a while.
+  if (config.failure_delay_ms > 0) co_await worker_.loop().sleep(config.failure_delay_ms);
+  if (auth_failures_ >= config.max_failures) {
+    worker_.context().auth_blocks.block(client_ip_, now_us() + config.failure_block_time_ms * 1000);
+    log::event("connection_rejected", {{"client", client_ip_}, {"reason", "too many failed logins"}});
+    reply(421, "4.7.0", "Too many failed authentication attempts, closing connection");
+    co_return Next::close;
+  }
+  co_return fail(535, "5.7.8", "Authentication credentials invalid");
 }
 
 }  // namespace tern::smtp

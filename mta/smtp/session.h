@@ -24,11 +24,11 @@ class Worker;
 namespace tern::smtp {
 
 // Spawned by the worker for each accepted connection.
-io::Task<void> run_session(Worker& worker, io::UniqueFd fd);
+io::Task<void> run_session(Worker& worker, io::UniqueFd fd, ListenerKind listener);
 
 class Session {
  public:
-  Session(Worker& worker, io::UniqueFd fd);
+  Session(Worker& worker, io::UniqueFd fd, ListenerKind listener);
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -49,6 +49,19 @@ class Session {
   io::Task<Next> bdat(const Command& cmd);
   io::Task<Next> starttls(const Command& cmd);
   io::Task<Next> etrn(const Command& cmd);
+  io::Task<Next> auth(const Command& cmd);
+
+  // Before the greeting: temporary blocks, rate limits, connection
+  // restrictions (deny list, DNSBL; with restrictions.override a refused
+  // client may still authenticate), implicit TLS. False: close.
+  io::Task<bool> admit();
+  // A SASL response (RFC 4954 §4): the initial response when the client
+  // gave one, else a line read after "334 challenge"; nullopt when the
+  // connection ended.
+  io::Task<std::optional<std::string>> sasl_response(std::optional<std::string> initial, std::string_view challenge);
+  bool auth_offered() const;
+  bool in_pop_window() const;
+  RelayClient relay_client() const;
 
   // Body handling shared by DATA and BDAT.
   void begin_content(DataReader::Mode mode);
@@ -68,7 +81,11 @@ class Session {
   Worker& worker_;
   std::shared_ptr<const Settings> settings_;
   io::Connection conn_;
+  ListenerKind listener_;
   std::string client_ip_;
+  std::string auth_user_;       // after a successful AUTH
+  unsigned auth_failures_ = 0;
+  std::string restricted_;      // why a connection restriction refuses this client, lifted by AUTH
   ConnectionLimiter::Slot slot_;
   std::string helo_;
   bool esmtp_ = false;

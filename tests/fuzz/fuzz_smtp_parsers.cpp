@@ -13,6 +13,7 @@
 #include "mta/smtp/command.h"
 #include "mta/smtp/data_reader.h"
 #include "mta/smtp/params.h"
+#include "mta/smtp/sasl.h"
 
 namespace {
 
@@ -54,6 +55,15 @@ void fuzz_line_parsers(std::string_view line) {
   } else {
     check_reply(std::get<Reply>(path));
   }
+  // SMTP AUTH responses (RFC 4954): strict base64, then the PLAIN message.
+  if (auto decoded = tern::smtp::base64_decode(line)) {
+    check(tern::smtp::base64_encode(*decoded) == line, "base64 canonical round trip");
+    (void)tern::smtp::parse_sasl_plain(*decoded);
+  }
+  check(tern::smtp::base64_decode(tern::smtp::base64_encode(line)) == std::string(line), "base64 encode/decode");
+  if (auto plain = tern::smtp::parse_sasl_plain(line))
+    check(!plain->authcid.empty() && !plain->password.empty() && plain->password.size() <= 255, "PLAIN fields");
+
   const auto forward = tern::smtp::parse_path(line, false, "5.1.3");
   if (const auto* address = std::get_if<tern::smtp::Address>(&forward)) check(!address->null(), "null forward path");
 

@@ -56,6 +56,26 @@ void expect_default_values(const Config& c) {
   EXPECT_EQ(c.queue.min_free_space, d.queue.min_free_space);
   EXPECT_EQ(c.queue.space_check_interval_ms, d.queue.space_check_interval_ms);
   EXPECT_EQ(c.queue.finished_retention_ms, d.queue.finished_retention_ms);
+  EXPECT_EQ(c.smtp.submission, d.smtp.submission);
+  EXPECT_EQ(c.smtp.submissions, d.smtp.submissions);
+  EXPECT_EQ(c.relay.mode, d.relay.mode);
+  EXPECT_EQ(c.relay.pop_window_minutes, d.relay.pop_window_minutes);
+  EXPECT_EQ(c.relay.percent_routing, d.relay.percent_routing);
+  EXPECT_EQ(c.auth.users_file, d.auth.users_file);
+  EXPECT_EQ(c.auth.allow_plaintext, d.auth.allow_plaintext);
+  EXPECT_EQ(c.auth.require, d.auth.require);
+  EXPECT_EQ(c.auth.sender_check, d.auth.sender_check);
+  EXPECT_EQ(c.auth.sender_check_exempt, d.auth.sender_check_exempt);
+  EXPECT_EQ(c.auth.max_failures, d.auth.max_failures);
+  EXPECT_EQ(c.auth.failure_delay_ms, d.auth.failure_delay_ms);
+  EXPECT_EQ(c.auth.failure_block_time_ms, d.auth.failure_block_time_ms);
+  EXPECT_EQ(c.restrictions.deny, d.restrictions.deny);
+  EXPECT_EQ(c.restrictions.dnsbl, d.restrictions.dnsbl);
+  EXPECT_EQ(c.restrictions.dnsbl_timeout_ms, d.restrictions.dnsbl_timeout_ms);
+  EXPECT_EQ(c.restrictions.override, d.restrictions.override);
+  EXPECT_EQ(c.restrictions.connections_per_minute, d.restrictions.connections_per_minute);
+  EXPECT_EQ(c.restrictions.messages_per_minute, d.restrictions.messages_per_minute);
+  EXPECT_EQ(c.restrictions.recipients_per_minute, d.restrictions.recipients_per_minute);
   EXPECT_EQ(c.dsn.postmaster, "postmaster@" + machine_hostname());
   EXPECT_EQ(c.dsn.double_bounce, d.dsn.double_bounce);
   EXPECT_EQ(c.dsn.failure_copy, d.dsn.failure_copy);
@@ -182,7 +202,27 @@ TEST(ConfigDefaults, EmbeddedDefaultFileNamesEveryKey) {
                           "failure_copy_content",
                           "delay_notice",
                           "delay_notice_interval",
-                          "max_returned_size"}) {
+                          "max_returned_size",
+                          "submission",
+                          "submissions",
+                          "mode",
+                          "pop_window",
+                          "percent_routing",
+                          "users_file",
+                          "allow_plaintext",
+                          "require",
+                          "sender_check",
+                          "sender_check_exempt",
+                          "max_failures",
+                          "failure_delay",
+                          "failure_block_time",
+                          "deny",
+                          "dnsbl",
+                          "dnsbl_timeout",
+                          "override",
+                          "connections_per_minute",
+                          "messages_per_minute",
+                          "recipients_per_minute"}) {
     const std::string assignment = std::string("\n").append(key).append(" = ");
     EXPECT_NE(text.find(assignment), std::string::npos) << key;
   }
@@ -837,6 +877,18 @@ TEST(ConfigDelivery, BadValuesNameTheirLineAndKey) {
       {"[dsn]\nmax_returned_size = 0\n", "dsn.max_returned_size", 2},
       {"[dsn]\nfailure_copy_content = \"yes\"\n", "dsn.failure_copy_content", 2},
       {"[dsn]\nreturn = 1\n", "dsn.return", 2},
+      {"[relay]\nmode = \"open\"\n", "relay.mode", 2},
+      {"[relay]\npop_window = 14\n", "relay.pop_window", 2},
+      {"[relay]\npop_window = 65536\n", "relay.pop_window", 2},
+      {"[restrictions]\ndeny = [\"10.0.0.0/33\"]\n", "restrictions.deny", 2},
+      {"[restrictions]\ndnsbl = [\"not a zone\"]\n", "restrictions.dnsbl", 2},
+      {"[restrictions]\nconnections_per_minute = -1\n", "restrictions.connections_per_minute", 2},
+      {"[auth]\nrequire = \"sometimes\"\n", "auth.require", 2},
+      {"[auth]\nsender_check_exempt = [\"Bad Name\"]\n", "auth.sender_check_exempt", 2},
+      {"[auth]\nmax_failures = 0\n", "auth.max_failures", 2},
+      {"[smtp]\nsubmissions = [\"127.0.0.1:4650\"]\n", "smtp.submissions", 2},
+      {"[smtp]\nsubmission = [\"127.0.0.1:5870\"]\n", "smtp.submission", 2},
+      {"[smtp]\nlisten = [\"127.0.0.1:25\"]\nsubmission = [\"127.0.0.1:25\"]\n", "smtp.submission", 3},
   };
   for (const Case& c : cases) {
     const auto p = parse(c.text);

@@ -33,6 +33,19 @@ class MessageBuilder {
   MessageBuilder& a(const std::string& owner, uint32_t ttl, std::vector<uint8_t> addr) {
     return record(0, owner, addr.size() == 4 ? RecordType::a : RecordType::aaaa, ttl, addr);
   }
+  // A TXT record of the given character-strings.
+  MessageBuilder& txt(const std::string& owner, uint32_t ttl, const std::vector<std::string>& strings) {
+    std::vector<uint8_t> rdata;
+    for (const auto& str : strings) {
+      rdata.push_back(static_cast<uint8_t>(str.size()));
+      rdata.insert(rdata.end(), str.begin(), str.end());
+    }
+    return record(0, owner, RecordType::txt, ttl, rdata);
+  }
+  // A TXT record with the rdata as given.
+  MessageBuilder& raw_txt(const std::string& owner, uint32_t ttl, const std::vector<uint8_t>& rdata) {
+    return record(0, owner, RecordType::txt, ttl, rdata);
+  }
   MessageBuilder& cname(const std::string& owner, uint32_t ttl, const std::string& target) {
     std::vector<uint8_t> rdata;
     append_name(rdata, target);
@@ -146,6 +159,31 @@ TEST(DnsMessage, AaaaAnswer) {
   Response r = parse_ok(msg, RecordType::aaaa);
   ASSERT_EQ(r.addresses.size(), 1u);
   EXPECT_EQ(r.addresses[0].to_string(), "2001:db8::1");
+}
+
+TEST(DnsMessage, TxtRecordsConcatenateTheirStrings) {
+  auto msg = MessageBuilder(0, "2.0.0.127.bl.test", RecordType::txt)
+                 .txt("2.0.0.127.bl.test", 300, {"spam source, ", "see http://bl.test/"})
+                 .txt("2.0.0.127.bl.test", 120, {"Second"})
+                 .txt("2.0.0.127.bl.test", 600, {""})
+                 .a("2.0.0.127.bl.test", 5, {127, 0, 0, 2})  // another type: ignored, its TTL too
+                 .bytes();
+  Response r = parse_ok(msg, RecordType::txt);
+  EXPECT_EQ(r.texts, (std::vector<std::string>{"spam source, see http://bl.test/", "Second", ""}));
+  EXPECT_TRUE(r.addresses.empty());
+  EXPECT_EQ(r.answer_ttl, 120u);
+  auto set = classify(r, "2.0.0.127.bl.test", RecordType::txt);
+  ASSERT_TRUE(set.ok());
+  EXPECT_EQ(set->kind, RecordSet::Kind::answer);
+  EXPECT_EQ(set->texts.size(), 3u);
+}
+
+TEST(DnsMessage, TxtStringRunningPastItsRecordFails) {
+  auto msg = MessageBuilder(0, "x.test", RecordType::txt)
+                 .raw_txt("x.test", 60, {5, 'a', 'b'})  // says 5 octets, has 2
+                 .txt("x.test", 60, {"next"})
+                 .bytes();
+  EXPECT_FALSE(parse_response(msg, RecordType::txt).ok());
 }
 
 TEST(DnsMessage, NegativeTtlIsTheLowerOfSoaTtlAndMinimum) {

@@ -190,11 +190,12 @@ constexpr const char* kTrusted = "10.1.2.3";
 class RelayPolicyTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    Config::Relay relay;
+    Config config;
+  Config::Relay& relay = config.relay;
     relay.local_domains = {"Local.Test", "other-local.test"};
     relay.relay_domains = {"relay.test"};
     relay.trusted_networks = {"127.0.0.0/8", "::1/128", "10.0.0.0/8"};
-    auto built = RelayPolicy::build(relay);
+    auto built = RelayPolicy::build(config);
     ASSERT_TRUE(built.ok()) << built.error();
     policy_ = *built;
   }
@@ -227,39 +228,39 @@ TEST_F(RelayPolicyTest, DomainMatchingIsCaseInsensitiveAndExact) {
 
 TEST_F(RelayPolicyTest, LocalDomainAcceptedFromAnyone) {
   for (const char* client : {kUntrusted, kUntrusted6, kTrusted, "::1"}) {
-    EXPECT_EQ(policy_.decide(client, mailbox("user", "local.test")), Decision::local) << client;
-    EXPECT_EQ(policy_.decide(client, mailbox("User", "LOCAL.Test")), Decision::local) << client;
-    EXPECT_EQ(policy_.decide(client, mailbox("user.name+tag", "other-local.test")), Decision::local) << client;
+    EXPECT_EQ(policy_.decide(RelayClient{client}, mailbox("user", "local.test")).decision, Decision::local) << client;
+    EXPECT_EQ(policy_.decide(RelayClient{client}, mailbox("User", "LOCAL.Test")).decision, Decision::local) << client;
+    EXPECT_EQ(policy_.decide(RelayClient{client}, mailbox("user.name+tag", "other-local.test")).decision, Decision::local) << client;
   }
 }
 
 TEST_F(RelayPolicyTest, RelayDomainAcceptedFromAnyone) {
-  EXPECT_EQ(policy_.decide(kUntrusted, mailbox("user", "relay.test")), Decision::relay_domain);
-  EXPECT_EQ(policy_.decide(kUntrusted6, mailbox("user", "RELAY.TEST")), Decision::relay_domain);
-  EXPECT_EQ(policy_.decide(kTrusted, mailbox("user", "relay.test")), Decision::relay_domain);
+  EXPECT_EQ(policy_.decide(RelayClient{kUntrusted}, mailbox("user", "relay.test")).decision, Decision::relay_domain);
+  EXPECT_EQ(policy_.decide(RelayClient{kUntrusted6}, mailbox("user", "RELAY.TEST")).decision, Decision::relay_domain);
+  EXPECT_EQ(policy_.decide(RelayClient{kTrusted}, mailbox("user", "relay.test")).decision, Decision::relay_domain);
 }
 
 TEST_F(RelayPolicyTest, OtherDomainDeniedForUntrustedClients) {
-  EXPECT_EQ(policy_.decide(kUntrusted, mailbox("user", "elsewhere.example")), Decision::denied);
-  EXPECT_EQ(policy_.decide(kUntrusted6, mailbox("user", "elsewhere.example")), Decision::denied);
-  EXPECT_EQ(policy_.decide("::ffff:198.51.100.20", mailbox("user", "elsewhere.example")), Decision::denied);
-  EXPECT_EQ(policy_.decide("", mailbox("user", "elsewhere.example")), Decision::denied);
-  EXPECT_EQ(policy_.decide(kUntrusted, mailbox("user", "sub.local.test")), Decision::denied);
+  EXPECT_EQ(policy_.decide(RelayClient{kUntrusted}, mailbox("user", "elsewhere.example")).decision, Decision::denied);
+  EXPECT_EQ(policy_.decide(RelayClient{kUntrusted6}, mailbox("user", "elsewhere.example")).decision, Decision::denied);
+  EXPECT_EQ(policy_.decide(RelayClient{"::ffff:198.51.100.20"}, mailbox("user", "elsewhere.example")).decision, Decision::denied);
+  EXPECT_EQ(policy_.decide(RelayClient{""}, mailbox("user", "elsewhere.example")).decision, Decision::denied);
+  EXPECT_EQ(policy_.decide(RelayClient{kUntrusted}, mailbox("user", "sub.local.test")).decision, Decision::denied);
 }
 
 TEST_F(RelayPolicyTest, OtherDomainRelayedForTrustedClients) {
-  EXPECT_EQ(policy_.decide(kTrusted, mailbox("user", "elsewhere.example")), Decision::trusted);
-  EXPECT_EQ(policy_.decide("127.0.0.1", mailbox("user", "elsewhere.example")), Decision::trusted);
-  EXPECT_EQ(policy_.decide("::1", mailbox("user", "elsewhere.example")), Decision::trusted);
-  EXPECT_EQ(policy_.decide("::ffff:127.0.0.1", mailbox("user", "elsewhere.example")), Decision::trusted);
+  EXPECT_EQ(policy_.decide(RelayClient{kTrusted}, mailbox("user", "elsewhere.example")).decision, Decision::permitted);
+  EXPECT_EQ(policy_.decide(RelayClient{"127.0.0.1"}, mailbox("user", "elsewhere.example")).decision, Decision::permitted);
+  EXPECT_EQ(policy_.decide(RelayClient{"::1"}, mailbox("user", "elsewhere.example")).decision, Decision::permitted);
+  EXPECT_EQ(policy_.decide(RelayClient{"::ffff:127.0.0.1"}, mailbox("user", "elsewhere.example")).decision, Decision::permitted);
 }
 
 TEST_F(RelayPolicyTest, PostmasterWithoutDomainIsLocalForAnyone) {
-  EXPECT_EQ(policy_.decide(kUntrusted, mailbox("postmaster", "")), Decision::local);
-  EXPECT_EQ(policy_.decide(kUntrusted, mailbox("PostMaster", "")), Decision::local);
-  EXPECT_EQ(policy_.decide(kTrusted, mailbox("postmaster", "")), Decision::local);
-  EXPECT_EQ(policy_.decide(kUntrusted, mailbox("abuse", "")), Decision::denied);
-  EXPECT_EQ(policy_.decide(kTrusted, mailbox("user", "")), Decision::denied);
+  EXPECT_EQ(policy_.decide(RelayClient{kUntrusted}, mailbox("postmaster", "")).decision, Decision::local);
+  EXPECT_EQ(policy_.decide(RelayClient{kUntrusted}, mailbox("PostMaster", "")).decision, Decision::local);
+  EXPECT_EQ(policy_.decide(RelayClient{kTrusted}, mailbox("postmaster", "")).decision, Decision::local);
+  EXPECT_EQ(policy_.decide(RelayClient{kUntrusted}, mailbox("abuse", "")).decision, Decision::denied);
+  EXPECT_EQ(policy_.decide(RelayClient{kTrusted}, mailbox("user", "")).decision, Decision::denied);
 }
 
 TEST_F(RelayPolicyTest, RelayTricksDeniedForUntrustedClients) {
@@ -275,86 +276,184 @@ TEST_F(RelayPolicyTest, RelayTricksDeniedForUntrustedClients) {
       literal_mailbox("user", "[IPv6:2001:db8::1]"),
   };
   for (const auto& rcpt : tricks) {
-    EXPECT_EQ(policy_.decide(kUntrusted, rcpt), Decision::denied) << rcpt.str();
-    EXPECT_EQ(policy_.decide(kUntrusted6, rcpt), Decision::denied) << rcpt.str();
-    EXPECT_EQ(policy_.decide("::ffff:198.51.100.20", rcpt), Decision::denied) << rcpt.str();
+    EXPECT_EQ(policy_.decide(RelayClient{kUntrusted}, rcpt).decision, Decision::denied) << rcpt.str();
+    EXPECT_EQ(policy_.decide(RelayClient{kUntrusted6}, rcpt).decision, Decision::denied) << rcpt.str();
+    EXPECT_EQ(policy_.decide(RelayClient{"::ffff:198.51.100.20"}, rcpt).decision, Decision::denied) << rcpt.str();
   }
 }
 
 TEST_F(RelayPolicyTest, RelayTricksAllowedForTrustedClients) {
-  EXPECT_EQ(policy_.decide(kTrusted, mailbox("user%evil.example", "local.test")), Decision::local);
-  EXPECT_EQ(policy_.decide(kTrusted, mailbox("evil.example!user", "local.test")), Decision::local);
-  EXPECT_EQ(policy_.decide(kTrusted, quoted_mailbox("\"user@evil.example\"", "local.test")), Decision::local);
-  EXPECT_EQ(policy_.decide(kTrusted, mailbox("user%x", "relay.test")), Decision::relay_domain);
-  EXPECT_EQ(policy_.decide(kTrusted, mailbox("user", "evil.example.")), Decision::trusted);
-  EXPECT_EQ(policy_.decide(kTrusted, mailbox("user", "local.test.")), Decision::local);
-  EXPECT_EQ(policy_.decide(kTrusted, mailbox("user", "relay.test.")), Decision::relay_domain);
-  EXPECT_EQ(policy_.decide(kTrusted, literal_mailbox("user", "[192.0.2.1]")), Decision::trusted);
-  EXPECT_EQ(policy_.decide("::1", literal_mailbox("user", "[IPv6:2001:db8::1]")), Decision::trusted);
+  EXPECT_EQ(policy_.decide(RelayClient{kTrusted}, mailbox("user%evil.example", "local.test")).decision, Decision::local);
+  EXPECT_EQ(policy_.decide(RelayClient{kTrusted}, mailbox("evil.example!user", "local.test")).decision, Decision::local);
+  EXPECT_EQ(policy_.decide(RelayClient{kTrusted}, quoted_mailbox("\"user@evil.example\"", "local.test")).decision, Decision::local);
+  EXPECT_EQ(policy_.decide(RelayClient{kTrusted}, mailbox("user%x", "relay.test")).decision, Decision::relay_domain);
+  EXPECT_EQ(policy_.decide(RelayClient{kTrusted}, mailbox("user", "evil.example.")).decision, Decision::permitted);
+  EXPECT_EQ(policy_.decide(RelayClient{kTrusted}, mailbox("user", "local.test.")).decision, Decision::local);
+  EXPECT_EQ(policy_.decide(RelayClient{kTrusted}, mailbox("user", "relay.test.")).decision, Decision::relay_domain);
+  EXPECT_EQ(policy_.decide(RelayClient{kTrusted}, literal_mailbox("user", "[192.0.2.1]")).decision, Decision::permitted);
+  EXPECT_EQ(policy_.decide(RelayClient{"::1"}, literal_mailbox("user", "[IPv6:2001:db8::1]")).decision, Decision::permitted);
 }
 
 TEST_F(RelayPolicyTest, SourceRouteIsDecidedOnTheFinalMailbox) {
   smtp::Address local = mailbox("user", "local.test");
   local.source_route = true;
-  EXPECT_EQ(policy_.decide(kUntrusted, local), Decision::local);
+  EXPECT_EQ(policy_.decide(RelayClient{kUntrusted}, local).decision, Decision::local);
 
   smtp::Address foreign = mailbox("user", "elsewhere.example");
   foreign.source_route = true;
-  EXPECT_EQ(policy_.decide(kUntrusted, foreign), Decision::denied);
-  EXPECT_EQ(policy_.decide(kTrusted, foreign), Decision::trusted);
+  EXPECT_EQ(policy_.decide(RelayClient{kUntrusted}, foreign).decision, Decision::denied);
+  EXPECT_EQ(policy_.decide(RelayClient{kTrusted}, foreign).decision, Decision::permitted);
 }
 
 TEST_F(RelayPolicyTest, QuotedLocalPartWithoutRoutingCharactersIsLocal) {
-  EXPECT_EQ(policy_.decide(kUntrusted, quoted_mailbox("\"john smith\"", "local.test")), Decision::local);
+  EXPECT_EQ(policy_.decide(RelayClient{kUntrusted}, quoted_mailbox("\"john smith\"", "local.test")).decision, Decision::local);
 }
 
 TEST(RelayPolicyBuild, RejectsBadNetworkAndNamesIt) {
-  Config::Relay relay;
+  Config config;
+  Config::Relay& relay = config.relay;
   relay.trusted_networks = {"127.0.0.0/8", "10.0.0.0/40"};
-  auto built = RelayPolicy::build(relay);
+  auto built = RelayPolicy::build(config);
   ASSERT_FALSE(built.ok());
   EXPECT_NE(built.error().find("10.0.0.0/40"), std::string::npos) << built.error();
   EXPECT_NE(built.error().find("relay.trusted_networks"), std::string::npos) << built.error();
 }
 
 TEST(RelayPolicyBuild, RejectsEmptyDomain) {
-  Config::Relay relay;
+  Config config;
+  Config::Relay& relay = config.relay;
   relay.local_domains = {"local.test", ""};
-  EXPECT_FALSE(RelayPolicy::build(relay).ok());
+  EXPECT_FALSE(RelayPolicy::build(config).ok());
   relay.local_domains = {"local.test"};
   relay.relay_domains = {""};
-  EXPECT_FALSE(RelayPolicy::build(relay).ok());
+  EXPECT_FALSE(RelayPolicy::build(config).ok());
 }
 
 TEST(RelayPolicyBuild, AddressLiteralIsDeniedForUntrustedClientsEvenWhenListedAsLocal) {
-  Config::Relay relay;
+  Config config;
+  Config::Relay& relay = config.relay;
   relay.local_domains = {"[192.0.2.1]"};
   relay.trusted_networks = {"10.0.0.0/8"};
-  auto built = RelayPolicy::build(relay);
+  auto built = RelayPolicy::build(config);
   ASSERT_TRUE(built.ok());
-  EXPECT_EQ(built->decide(kUntrusted, literal_mailbox("user", "[192.0.2.1]")), Decision::denied);
-  EXPECT_EQ(built->decide(kTrusted, literal_mailbox("user", "[192.0.2.1]")), Decision::local);
+  EXPECT_EQ(built->decide(RelayClient{kUntrusted}, literal_mailbox("user", "[192.0.2.1]")).decision, Decision::denied);
+  EXPECT_EQ(built->decide(RelayClient{kTrusted}, literal_mailbox("user", "[192.0.2.1]")).decision, Decision::local);
 }
 
 TEST(RelayPolicyBuild, DefaultConfigTrustsOnlyLoopback) {
-  auto built = RelayPolicy::build(Config{}.relay);
+  auto built = RelayPolicy::build(Config{});
   ASSERT_TRUE(built.ok()) << built.error();
   const RelayPolicy& policy = *built;
-  EXPECT_EQ(policy.decide("127.0.0.1", mailbox("user", "elsewhere.example")), Decision::trusted);
-  EXPECT_EQ(policy.decide("::1", mailbox("user", "elsewhere.example")), Decision::trusted);
-  EXPECT_EQ(policy.decide("::ffff:127.0.0.1", mailbox("user", "elsewhere.example")), Decision::trusted);
-  EXPECT_EQ(policy.decide("192.0.2.1", mailbox("user", "elsewhere.example")), Decision::denied);
-  EXPECT_EQ(policy.decide("::2", mailbox("user", "elsewhere.example")), Decision::denied);
+  EXPECT_EQ(policy.decide(RelayClient{"127.0.0.1"}, mailbox("user", "elsewhere.example")).decision, Decision::permitted);
+  EXPECT_EQ(policy.decide(RelayClient{"::1"}, mailbox("user", "elsewhere.example")).decision, Decision::permitted);
+  EXPECT_EQ(policy.decide(RelayClient{"::ffff:127.0.0.1"}, mailbox("user", "elsewhere.example")).decision, Decision::permitted);
+  EXPECT_EQ(policy.decide(RelayClient{"192.0.2.1"}, mailbox("user", "elsewhere.example")).decision, Decision::denied);
+  EXPECT_EQ(policy.decide(RelayClient{"::2"}, mailbox("user", "elsewhere.example")).decision, Decision::denied);
 }
 
 TEST(RelayPolicyBuild, NoTrustedNetworksMeansNobodyRelays) {
-  Config::Relay relay;
+  Config config;
+  Config::Relay& relay = config.relay;
   relay.trusted_networks = {};
   relay.local_domains = {"local.test"};
-  auto built = RelayPolicy::build(relay);
+  auto built = RelayPolicy::build(config);
   ASSERT_TRUE(built.ok());
-  EXPECT_EQ(built->decide("127.0.0.1", mailbox("user", "elsewhere.example")), Decision::denied);
-  EXPECT_EQ(built->decide("127.0.0.1", mailbox("user", "local.test")), Decision::local);
+  EXPECT_EQ(built->decide(RelayClient{"127.0.0.1"}, mailbox("user", "elsewhere.example")).decision, Decision::denied);
+  EXPECT_EQ(built->decide(RelayClient{"127.0.0.1"}, mailbox("user", "local.test")).decision, Decision::local);
+}
+
+
+// ---- relay modes ----
+
+RelayPolicy policy_for(std::string mode, std::string require = "none", bool percent_routing = false) {
+  Config config;
+  config.relay.mode = std::move(mode);
+  config.relay.local_domains = {"local.test", "other-local.test"};
+  config.relay.relay_domains = {"relay.test"};
+  config.relay.trusted_networks = {"10.0.0.0/8"};
+  config.relay.percent_routing = percent_routing;
+  config.auth.require = std::move(require);
+  auto built = RelayPolicy::build(config);
+  EXPECT_TRUE(built.ok()) << (built.ok() ? "" : built.error());
+  return built.ok() ? *built : RelayPolicy{};
+}
+
+struct ModeCase {
+  const char* mode;
+  Decision untrusted_relay_domain, untrusted_other, trusted_other, authenticated_other, pop_other;
+};
+
+TEST(RelayModes, EachModeDecidesAsTheOldSystemDid) {
+  const Decision L = Decision::local, R = Decision::relay_domain, P = Decision::permitted, D = Decision::denied;
+  (void)L;
+  const ModeCase cases[] = {
+      {"allow_all", P, P, P, P, P},
+      {"block_all", D, D, D, D, D},
+      {"domains", R, D, D, P, D},
+      {"addresses", D, D, P, P, D},
+      {"domains_and_addresses", R, D, P, P, D},
+      {"pop_before_smtp", D, D, D, P, P},
+  };
+  for (const ModeCase& c : cases) {
+    const RelayPolicy p = policy_for(c.mode);
+    EXPECT_EQ(p.decide(RelayClient{kUntrusted}, mailbox("u", "relay.test")).decision, c.untrusted_relay_domain)
+        << c.mode;
+    EXPECT_EQ(p.decide(RelayClient{kUntrusted}, mailbox("u", "elsewhere.example")).decision, c.untrusted_other)
+        << c.mode;
+    EXPECT_EQ(p.decide(RelayClient{kTrusted}, mailbox("u", "elsewhere.example")).decision, c.trusted_other) << c.mode;
+    EXPECT_EQ(p.decide(RelayClient{kUntrusted, true, false}, mailbox("u", "elsewhere.example")).decision,
+              c.authenticated_other)
+        << c.mode;
+    EXPECT_EQ(p.decide(RelayClient{kUntrusted, false, true}, mailbox("u", "elsewhere.example")).decision, c.pop_other)
+        << c.mode;
+    // Local domains are accepted in every mode, from anyone.
+    EXPECT_EQ(p.decide(RelayClient{kUntrusted}, mailbox("u", "local.test")).decision, Decision::local) << c.mode;
+    EXPECT_EQ(p.mode(), parse_relay_mode(c.mode));
+  }
+}
+
+TEST(RelayModes, UnknownModeIsRefused) {
+  Config config;
+  config.relay.mode = "open";
+  EXPECT_FALSE(RelayPolicy::build(config).ok());
+  EXPECT_EQ(parse_relay_mode("open"), std::nullopt);
+  EXPECT_EQ(relay_mode_name(RelayMode::pop_before_smtp), "pop_before_smtp");
+}
+
+TEST(RelayModes, RequiringAuthLeavesOnlyAuthenticatedClientsRelaying) {
+  const RelayPolicy p = policy_for("domains_and_addresses", "relay");
+  EXPECT_EQ(p.decide(RelayClient{kTrusted}, mailbox("u", "elsewhere.example")).decision, Decision::denied);
+  EXPECT_EQ(p.decide(RelayClient{kUntrusted}, mailbox("u", "relay.test")).decision, Decision::denied);
+  EXPECT_EQ(p.decide(RelayClient{kUntrusted, true, false}, mailbox("u", "elsewhere.example")).decision,
+            Decision::permitted);
+  EXPECT_EQ(p.decide(RelayClient{kUntrusted}, mailbox("u", "local.test")).decision, Decision::local);
+}
+
+TEST(RelayModes, TricksAreRefusedWithTheirReason) {
+  const RelayPolicy p = policy_for("domains");
+  const RelayClient client{kUntrusted};
+  EXPECT_EQ(p.decide(client, mailbox("u%evil.example", "local.test")).reason, "percent hack");
+  EXPECT_EQ(p.decide(client, mailbox("evil.example!u", "local.test")).reason, "bang path");
+  EXPECT_EQ(p.decide(client, quoted_mailbox("\"u@evil.example\"", "local.test")).reason, "quoted local part with @");
+  EXPECT_EQ(p.decide(client, mailbox("u", "local.test.")).reason, "trailing dot");
+  EXPECT_EQ(p.decide(client, literal_mailbox("u", "[192.0.2.1]")).reason, "address literal");
+  EXPECT_EQ(p.decide(client, mailbox("u", "elsewhere.example")).reason, "relay not permitted");
+}
+
+TEST(RelayModes, PercentRoutingOnlyBetweenLocalDomains) {
+  const RelayPolicy off = policy_for("domains");
+  const RelayPolicy on = policy_for("domains", "none", true);
+  const RelayClient client{kUntrusted};
+  EXPECT_EQ(off.decide(client, mailbox("u%other-local.test", "local.test")).decision, Decision::denied);
+  EXPECT_EQ(on.decide(client, mailbox("u%other-local.test", "local.test")).decision, Decision::local);
+  EXPECT_EQ(on.decide(client, quoted_mailbox("\"u%other-local.test\"", "local.test")).decision, Decision::local);
+  EXPECT_EQ(on.decide(client, mailbox("u%evil.example", "local.test")).decision, Decision::denied);
+  EXPECT_EQ(on.decide(client, mailbox("u%other-local.test", "relay.test")).decision, Decision::denied);
+  // One hop only: a chain leaves through the last local domain.
+  EXPECT_EQ(on.decide(client, mailbox("u%evil.example%other-local.test", "local.test")).decision, Decision::denied);
+  EXPECT_EQ(on.decide(client, mailbox("u%evil.example%local.test", "local.test")).decision, Decision::denied);
+  EXPECT_EQ(on.decide(client, mailbox("%local.test", "local.test")).decision, Decision::denied);
+  EXPECT_EQ(on.decide(client, mailbox("u%%local.test", "local.test")).decision, Decision::denied);
 }
 
 }  // namespace

@@ -41,7 +41,7 @@ SinkWorker::SinkWorker(const SinkShared& shared, unsigned index) : ServerThread(
 
 SinkWorker::~SinkWorker() { join(); }
 
-void SinkWorker::serve(io::UniqueFd fd) { io::spawn(run_sink_session(*this, std::move(fd))); }
+void SinkWorker::serve(io::UniqueFd fd, size_t /*listener*/) { io::spawn(run_sink_session(*this, std::move(fd))); }
 
 std::optional<SinkStats> SinkWorker::snapshot(std::chrono::milliseconds wait) {
   if (finished()) return stats_;

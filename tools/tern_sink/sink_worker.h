@@ -57,7 +57,7 @@ class SinkWorker : public io::ServerThread<SinkSession> {
   SinkStats& stats() { return stats_; }
 
  private:
-  void serve(io::UniqueFd fd) override;
+  void serve(io::UniqueFd fd, size_t listener) override;
 
   const SinkShared& shared_;
   SinkStats stats_;
