@@ -114,6 +114,38 @@ sender_check_exempt = []
 max_failures = 5
 failure_delay = "1s"
 failure_block_time = "10m"
+# Failed logins (SMTP AUTH and POP3) per user and minute, from any address;
+# beyond it every login of that user fails for the rest of the minute.
+user_failures_per_minute = 10
+
+[local]
+# Mail for users of relay.local_domains goes into <maildir_root>/<user>/ (Maildir).
+maildir_root = "./var/mail"
+# Bytes per mailbox; 0 = unlimited. Over quota: 452 4.2.2, or 552 5.2.2
+# when quota_permanent is true.
+quota = 0
+quota_permanent = false
+# user+tag@domain is delivered to user; "" turns plus-addressing off.
+recipient_delimiter = "+"
+# Per domain, where mail for unknown local parts goes (a user or an address):
+# catch_all = { "example.org" = "postmaster" }
+catch_all = {}
+
+[pop3]
+# POP3 listeners (RFC 1939, port 110, with STLS) and over implicit TLS (port 995).
+listen = []
+listen_tls = []
+# Accept USER/PASS and AUTH PLAIN without TLS.
+allow_plaintext = false
+# Inactivity allowed before and after login.
+login_timeout = "1m"
+timeout = "10m"
+max_connections_per_ip = 20
+# Sessions per mailbox; another gets -ERR [IN-USE].
+max_sessions_per_user = 1
+# Failed logins per session (each delayed) before the session is closed.
+max_failures = 3
+failure_delay = "2s"
 
 [restrictions]
 # Clients refused at connect (MTA listeners): networks, and DNS blocklists.
@@ -418,7 +450,7 @@ class ConfigReader {
       const toml::table* table = node.as_table();
       if (key == "server" || key == "smtp" || key == "tls" || key == "relay" || key == "queue" || key == "log" ||
           key == "control" || key == "delivery" || key == "retry" || key == "routing" || key == "dns" ||
-          key == "dsn" || key == "auth" || key == "restrictions") {
+          key == "dsn" || key == "auth" || key == "restrictions" || key == "local" || key == "pop3") {
         if (!table) {
           fail(line_of(name, node), key, "must be a table ([" + key + "])");
           continue;
@@ -508,8 +540,25 @@ class ConfigReader {
     else if (key == "auth.sender_check") read_choice(key, node, {"off", "all", "unlisted"}, config_.auth.sender_check);
     else if (key == "auth.sender_check_exempt") read_user_names(key, node, config_.auth.sender_check_exempt);
     else if (key == "auth.max_failures") read_bounded(key, node, 1, 1000, config_.auth.max_failures);
+    else if (key == "auth.user_failures_per_minute") read_bounded(key, node, 1, 100000, config_.auth.user_failures_per_minute);
     else if (key == "auth.failure_delay") read_duration(key, node, true, config_.auth.failure_delay_ms);
     else if (key == "auth.failure_block_time") read_duration(key, node, true, config_.auth.failure_block_time_ms);
+
+    else if (key == "local.maildir_root") read_path(key, node, config_.local.maildir_root);
+    else if (key == "local.quota") read_size(key, node, true, config_.local.quota);
+    else if (key == "local.quota_permanent") read_bool(key, node, config_.local.quota_permanent);
+    else if (key == "local.recipient_delimiter") read_delimiter(key, node);
+    else if (key == "local.catch_all") read_catch_all(key, node);
+
+    else if (key == "pop3.listen") read_listen(key, node, true, config_.pop3.listen);
+    else if (key == "pop3.listen_tls") read_listen(key, node, true, config_.pop3.listen_tls);
+    else if (key == "pop3.allow_plaintext") read_bool(key, node, config_.pop3.allow_plaintext);
+    else if (key == "pop3.login_timeout") read_duration(key, node, false, config_.pop3.login_timeout_ms);
+    else if (key == "pop3.timeout") read_duration(key, node, false, config_.pop3.timeout_ms);
+    else if (key == "pop3.max_connections_per_ip") read_count(key, node, 1, config_.pop3.max_connections_per_ip);
+    else if (key == "pop3.max_sessions_per_user") read_count(key, node, 1, config_.pop3.max_sessions_per_user);
+    else if (key == "pop3.max_failures") read_bounded(key, node, 1, 100, config_.pop3.max_failures);
+    else if (key == "pop3.failure_delay") read_duration(key, node, true, config_.pop3.failure_delay_ms);
 
     else if (key == "restrictions.deny") read_networks(key, node, config_.restrictions.deny);
     else if (key == "restrictions.dnsbl") read_domains(key, node, config_.restrictions.dnsbl);
@@ -939,6 +988,40 @@ class ConfigReader {
     if (values) out = std::move(*values);
   }
 
+  void read_delimiter(const std::string& key, const toml::node& node) {
+    std::string text;
+    if (!read_string(key, node, text)) return;
+    if (text.size() > 1 || (text.size() == 1 && (text[0] == '@' || text[0] == '"' || text[0] <= ' '))) {
+      fail(line_of(node), key, "must be one character such as \"+\" or \"-\", or \"\"");
+      return;
+    }
+    config_.local.recipient_delimiter = text;
+  }
+
+  // { "domain" = "user or address", ... }
+  void read_catch_all(const std::string& key, const toml::node& node) {
+    const toml::table* table = node.as_table();
+    if (!table) {
+      fail(line_of(node), key, "must be a table such as { \"example.org\" = \"postmaster\" }");
+      return;
+    }
+    std::vector<std::pair<std::string, std::string>> out;
+    for (auto&& [name, value] : *table) {
+      const std::string domain = ascii_lower(name.str());
+      const auto* target = value.as_string();
+      if (!plausible_domain(domain)) {
+        fail(line_of(name, value), key, quoted(domain) + " is not a domain name");
+        continue;
+      }
+      if (!target || target->get().empty()) {
+        fail(line_of(name, value), key, "the catch-all of " + quoted(domain) + " must be a user or an address");
+        continue;
+      }
+      out.emplace_back(domain, target->get());
+    }
+    config_.local.catch_all = std::move(out);
+  }
+
   void read_user_names(const std::string& key, const toml::node& node, std::vector<std::string>& out) {
     auto values = read_strings(key, node, [](const std::string& name) -> std::string {
       const bool ok = !name.empty() && name.size() <= 64 &&
@@ -966,6 +1049,10 @@ class ConfigReader {
       fail(line_for("tls.certificate", "tls.private_key"), "tls.certificate",
            "must be set when tls.private_key is set");
     }
+    if (!config_.pop3.listen_tls.empty() && tls.certificate.empty()) {
+      fail(line_for("pop3.listen_tls", "tls.certificate"), "pop3.listen_tls",
+           "needs tls.certificate and tls.private_key (implicit TLS)");
+    }
     if (!config_.smtp.submissions.empty() && tls.certificate.empty()) {
       fail(line_for("smtp.submissions", "tls.certificate"), "smtp.submissions",
            "needs tls.certificate and tls.private_key (implicit TLS)");
@@ -975,7 +1062,8 @@ class ConfigReader {
            "needs tls.certificate (AUTH is offered only after STARTTLS) or auth.allow_plaintext = true");
     }
     std::set<std::string> endpoints;
-    for (const auto* list : {&config_.smtp.listen, &config_.smtp.submission, &config_.smtp.submissions}) {
+    for (const auto* list : {&config_.smtp.listen, &config_.smtp.submission, &config_.smtp.submissions,
+                             &config_.pop3.listen, &config_.pop3.listen_tls}) {
       for (const auto& endpoint : *list) {
         if (!endpoints.insert(endpoint).second)
           fail(line_for("smtp.submission", "smtp.submissions"), "smtp.submission",

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "queue/result.h"
@@ -63,9 +64,30 @@ struct Config {
     std::string sender_check = "off";        // "off", "all", "unlisted": sender must be the user's
     std::vector<std::string> sender_check_exempt;  // users not checked under "unlisted"
     unsigned max_failures = 5;               // then disconnect and refuse the IP for failure_block_time
+    unsigned user_failures_per_minute = 10;  // failed logins per user (SMTP and POP3); then every login fails
     int64_t failure_delay_ms = 1'000;        // each failed attempt waits this long
     int64_t failure_block_time_ms = 600'000;
   } auth;
+
+  struct Local {
+    std::string maildir_root = "./var/mail";  // user NAME's Maildir is <root>/NAME/{tmp,new,cur}
+    uint64_t quota = 0;                       // bytes per mailbox; 0 = unlimited
+    bool quota_permanent = false;             // over quota: 552 5.2.2 (true) or 452 4.2.2 (false)
+    std::string recipient_delimiter = "+";    // user+tag@domain -> user; "" = off
+    std::vector<std::pair<std::string, std::string>> catch_all;  // domain -> user or address
+  } local;
+
+  struct Pop3 {
+    std::vector<std::string> listen;      // RFC 1939 (port 110), STLS offered
+    std::vector<std::string> listen_tls;  // RFC 8314 (port 995), implicit TLS
+    bool allow_plaintext = false;         // USER/PASS and AUTH PLAIN without TLS
+    int64_t login_timeout_ms = 60'000;    // before a successful login
+    int64_t timeout_ms = 600'000;         // after it (RFC 1939: at least 10 minutes)
+    unsigned max_connections_per_ip = 20;
+    unsigned max_sessions_per_user = 1;   // a second gets -ERR [IN-USE] (RFC 2449)
+    unsigned max_failures = 3;            // failed logins per session before it is closed
+    int64_t failure_delay_ms = 2'000;
+  } pop3;
 
   struct Restrictions {
     std::vector<std::string> deny;           // client networks refused at connect

@@ -39,8 +39,25 @@ std::string_view listener_kind_name(ListenerKind kind) {
     case ListenerKind::mta: return "mta";
     case ListenerKind::submission: return "submission";
     case ListenerKind::submissions: return "submissions";
+    case ListenerKind::pop3: return "pop3";
+    case ListenerKind::pop3s: return "pop3s";
   }
   return "mta";
+}
+
+bool MailboxLocks::try_lock(const std::string& user, unsigned max) {
+  std::lock_guard lock(mu_);
+  unsigned& n = open_[user];
+  if (n >= max) return false;
+  ++n;
+  return true;
+}
+
+void MailboxLocks::unlock(const std::string& user) {
+  std::lock_guard lock(mu_);
+  auto it = open_.find(user);
+  if (it == open_.end()) return;
+  if (--it->second == 0) open_.erase(it);
 }
 
 void TemporaryBlocks::block(const std::string& ip, int64_t until_us) {

@@ -56,6 +56,10 @@ Result<std::shared_ptr<const Settings>> build_settings(const Config& config) {
     if (!users) return Error{"auth.users_file: " + users.error()};
     s->users = std::make_shared<const policy::UserDirectory>(std::move(users.value()));
   }
+  s->local_recipients = std::make_shared<const local::LocalResolver>(
+      s->users ? s->users : std::make_shared<const policy::UserDirectory>(), config.relay.local_domains,
+      config.local.recipient_delimiter, config.local.catch_all);
+  s->check_local_recipients = (s->users && !s->users->empty()) || !config.local.catch_all.empty();
   for (const auto& text : config.restrictions.deny) {
     auto net = Network::parse(text);
     if (!net) return Error{"restrictions.deny: " + net.error()};
@@ -76,6 +80,8 @@ void warn_fixed_settings(const Config& old_cfg, const Config& new_cfg) {
   if (old_cfg.smtp.listen != new_cfg.smtp.listen) warn("smtp.listen");
   if (old_cfg.smtp.submission != new_cfg.smtp.submission) warn("smtp.submission");
   if (old_cfg.smtp.submissions != new_cfg.smtp.submissions) warn("smtp.submissions");
+  if (old_cfg.pop3.listen != new_cfg.pop3.listen || old_cfg.pop3.listen_tls != new_cfg.pop3.listen_tls)
+    warn("pop3.listen");
   if (old_cfg.server.workers != new_cfg.server.workers) warn("server.workers");
   if (old_cfg.queue.directory != new_cfg.queue.directory) warn("queue.directory");
   if (old_cfg.control.socket != new_cfg.control.socket) warn("control.socket");
@@ -111,7 +117,9 @@ int run_daemon(const std::string& config_path) {
   std::vector<ListenerKind> listener_kinds;
   for (const auto& [list, kind] : {std::pair{&config.smtp.listen, ListenerKind::mta},
                                    std::pair{&config.smtp.submission, ListenerKind::submission},
-                                   std::pair{&config.smtp.submissions, ListenerKind::submissions}}) {
+                                   std::pair{&config.smtp.submissions, ListenerKind::submissions},
+                                   std::pair{&config.pop3.listen, ListenerKind::pop3},
+                                   std::pair{&config.pop3.listen_tls, ListenerKind::pop3s}}) {
     for (const auto& l : *list) {
       auto ep = io::parse_endpoint(l);
       if (!ep) return fatal(ep.error());
@@ -151,6 +159,7 @@ int run_daemon(const std::string& config_path) {
   if (config.delivery.enabled) {
     auto engine_settings = delivery::engine_settings(config, settings.value()->hostname, endpoints);
     if (!engine_settings) return fatal(engine_settings.error());
+    engine_settings.value().local_recipients = settings.value()->local_recipients;
     auto started = delivery::DeliveryEngine::start(*spool.value(), std::move(engine_settings.value()));
     if (!started) return fatal("delivery: " + started.error());
     engine = std::move(started.value());
@@ -245,6 +254,7 @@ int run_daemon(const std::string& config_path) {
       storage.configure(fresh.config.queue.min_free_space, fresh.config.queue.space_check_interval_ms);
       current = next.value();
       for (auto& w : workers) w->apply(current);
+      if (engine) engine->set_local_recipients(current->local_recipients);
       log::event("reload", {{"status", "ok"}, {"config", config_path}});
     } else if (sig == SIGTERM || sig == SIGINT) {
       break;

@@ -12,6 +12,7 @@
 #include "mta/config.h"
 #include "mta/io/offload.h"
 #include "mta/io/tls.h"
+#include "mta/local/local_resolver.h"
 #include "mta/policy/pop_window.h"
 #include "mta/policy/rate_limiter.h"
 #include "mta/policy/user_directory.h"
@@ -29,6 +30,11 @@ struct Settings {
   std::string hostname;
   std::shared_ptr<const policy::UserDirectory> users{};  // auth.users_file; null: no users, no AUTH
   std::vector<Network> deny{};                           // restrictions.deny
+  // Local recipients (users, aliases, catch-alls); also handed to the
+  // delivery engine. Checked at RCPT only when there is a recipient table
+  // (some user, alias or catch-all): `check_local_recipients`.
+  std::shared_ptr<const local::LocalResolver> local_recipients{};
+  bool check_local_recipients = false;
 };
 
 // What a listener serves (smtp.listen, smtp.submission, smtp.submissions).
@@ -36,8 +42,23 @@ enum class ListenerKind : uint8_t {
   mta,          // port 25: relay rules, connection restrictions, AUTH as auth.require says
   submission,   // port 587 (RFC 6409): AUTH required, offered after STARTTLS
   submissions,  // port 465 (RFC 8314): TLS from the first byte, AUTH required
+  pop3,         // port 110 (RFC 1939): STLS offered
+  pop3s,        // port 995 (RFC 8314): TLS from the first byte
 };
 std::string_view listener_kind_name(ListenerKind kind);
+
+// Open POP3 sessions per mailbox (RFC 1939 §8: one session per maildrop at
+// a time). Thread-safe.
+class MailboxLocks {
+ public:
+  // True and counted when `user` has fewer than `max` sessions open.
+  bool try_lock(const std::string& user, unsigned max);
+  void unlock(const std::string& user);
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<std::string, unsigned> open_;
+};
 
 // Client IPs refused for a while (too many failed AUTH attempts). Thread-safe.
 class TemporaryBlocks {
@@ -89,8 +110,10 @@ struct ServerContext {
   queue::Spool& spool;
   StorageGuard& storage;
   ConnectionLimiter limiter;
-  policy::RateLimiter rate;
+  policy::RateLimiter rate;  // per client IP; also failed logins per user ("user:NAME")
   TemporaryBlocks auth_blocks;
+  ConnectionLimiter pop3_limiter;  // POP3 connections (pop3.max_connections_per_ip)
+  MailboxLocks mailbox_locks;
   // The POP-before-SMTP window; null when the store could not be opened.
   policy::PopWindow* pop_window = nullptr;
   // Password hashing (crypt(3) is slow on purpose): off the loop threads.

@@ -2,6 +2,7 @@
 
 #include "mta/log.h"
 #include "mta/policy/dnsbl.h"
+#include "mta/pop3/pop3_session.h"
 #include "mta/text.h"
 #include "mta/smtp/session.h"
 
@@ -16,7 +17,12 @@ Worker::Worker(ServerContext& ctx, unsigned index, std::shared_ptr<const Setting
 Worker::~Worker() { join(); }
 
 void Worker::serve(io::UniqueFd fd, size_t listener) {
-  io::spawn(smtp::run_session(*this, std::move(fd), listeners_.at(listener)));
+  const ListenerKind kind = listeners_.at(listener);
+  if (kind == ListenerKind::pop3 || kind == ListenerKind::pop3s) {
+    io::spawn(pop3::run_pop3_session(*this, std::move(fd), kind == ListenerKind::pop3s));
+    return;
+  }
+  io::spawn(smtp::run_session(*this, std::move(fd), kind));
 }
 
 void Worker::accept_failed(int error) { log::event("accept_error", {{"worker", index()}, {"errno", error}}); }

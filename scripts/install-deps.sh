@@ -5,7 +5,7 @@ set -eu
 PACKAGES="build-essential cmake pkg-config g++ clang libclang-rt-14-dev
  liburing-dev librocksdb-dev libc-ares-dev libssl-dev libtomlplusplus-dev
  libgtest-dev libgmock-dev libbenchmark-dev libcrypt-dev
- openssl swaks libnet-ssleay-perl curl dnsmasq-base python3 python3-pytest python3-aiosmtpd python3-flufl.bounce procps"
+ openssl swaks libnet-ssleay-perl curl dnsmasq-base python3 python3-pytest python3-aiosmtpd python3-flufl.bounce fetchmail procps"
 missing=""
 for p in $PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

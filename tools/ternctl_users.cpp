@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -52,13 +53,6 @@ int usage_error(const char* message) {
   fprintf(stderr, "ternctl: %s\n", message);
   fputs(kUserUsage, stderr);
   return 2;
-}
-
-std::string directory_of(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
 }
 
 // --- Reading the password -------------------------------------------------
@@ -227,7 +221,8 @@ Status save(const std::string& path, int dir_fd, const UserDirectory& directory)
 template <typename Edit>
 int edit_file(const std::string& path, Edit edit) {
   DirectoryLock lock;
-  if (auto l = lock.lock(directory_of(path)); !l.ok()) return fail(l.error());
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  if (auto l = lock.lock(parent.empty() ? std::string(".") : parent.string()); !l.ok()) return fail(l.error());
   auto loaded = UserDirectory::load(path);
   if (!loaded.ok()) return fail(loaded.error());
   UserDirectory directory = std::move(*loaded);
@@ -243,9 +238,9 @@ int add(const std::string& path, const std::vector<std::string>& args) {
   const std::string& name = args[1];
   const std::vector<std::string> addresses(args.begin() + 2, args.end());
   if (!policy::valid_user_name(name))
-    return fail(concat({"invalid user name ", quoted(name), " (1..64 of a-z 0-9 . _ -)"}));
+    return fail(concat({"invalid user name ", tern::quoted(name), " (1..64 of a-z 0-9 . _ -)"}));
   for (const auto& a : addresses)
-    if (!policy::valid_user_address(a)) return fail(concat({"invalid address ", quoted(a)}));
+    if (!policy::valid_user_address(a)) return fail(concat({"invalid address ", tern::quoted(a)}));
   // Checked before asking for the password; checked again under the lock.
   if (auto current = UserDirectory::load(path); !current.ok()) {
     return fail(current.error());

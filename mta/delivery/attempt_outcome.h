@@ -38,9 +38,8 @@ struct Disposition {
   } kind = Kind::finished;
 };
 
-// Pending recipients this attempt did not try, and why: local ones (local
-// delivery does not exist yet) and those of a destination the administrator
-// holds. They do not make a retry; a message left with only them goes on
+// Pending recipients this attempt did not try, and why: those of a
+// destination the administrator holds. They do not make a retry; a message left with only them goes on
 // hold with `reason` as its last_error.
 struct Waiting {
   size_t count = 0;

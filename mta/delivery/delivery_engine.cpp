@@ -17,6 +17,7 @@
 #include "mta/delivery/attempt_outcome.h"
 #include "mta/delivery/flush_target.h"
 #include "mta/dsn/notice_plan.h"
+#include "mta/local/maildir.h"
 #include "mta/text.h"
 #include "mta/io/offload.h"
 #include "mta/io/task.h"
@@ -46,9 +47,11 @@ struct Message {
   // Each recipient's state when the message was taken: what changed is
   // what this attempt decided, and what the notices report.
   std::vector<queue::RecipientState> states_at_take;
-  // Delivered to a server that does not offer DSN: a NOTIFY=SUCCESS
-  // recipient gets an Action: relayed notice (RFC 3461 §4.3).
-  std::vector<bool> relayed;
+  // What a NOTIFY=SUCCESS recipient hears once delivered (RFC 3461 §4.3):
+  // "relayed" when a server without DSN took it, "delivered" when it went
+  // into a local mailbox, nothing when a DSN-capable server carries the
+  // request onward.
+  std::vector<std::optional<dsn::Action>> success_notice;
 };
 
 std::shared_ptr<Message> message_of(queue::Envelope envelope) {
@@ -56,7 +59,7 @@ std::shared_ptr<Message> message_of(queue::Envelope envelope) {
   message->taken_from = envelope.queue;
   message->envelope = std::move(envelope);
   for (const auto& r : message->envelope.recipients) message->states_at_take.push_back(r.state);
-  message->relayed.assign(message->envelope.recipients.size(), false);
+  message->success_notice.assign(message->envelope.recipients.size(), std::nullopt);
   return message;
 }
 
@@ -119,6 +122,8 @@ struct DeliveryEngine::Impl {
   queue::Spool& spool;
   EngineSettings settings;
   Router router;
+  // Replaced on reload (set_local_recipients); loop thread only.
+  std::shared_ptr<const local::LocalResolver> local_recipients = settings.local_recipients;
   bool router_usable = false;
   std::unique_ptr<io::Loop> loop;
   std::unique_ptr<dns::Resolver> resolver;
@@ -366,6 +371,7 @@ struct DeliveryEngine::Impl {
   // Groups the pending recipients by next hop: one job per hop.
   void dispatch(std::shared_ptr<Message> message) {
     std::vector<std::pair<NextHop, std::vector<size_t>>> groups;
+    std::vector<size_t> local_indices;
     const auto& recipients = message->envelope.recipients;
     for (size_t i = 0; i < recipients.size(); ++i) {
       if (recipients[i].state != queue::RecipientState::pending) continue;
@@ -377,7 +383,7 @@ struct DeliveryEngine::Impl {
       }
       NextHop hop = router.route(recipients[i].address, router_usable);
       if (hop.kind == NextHop::Kind::local) {
-        if (message->waiting.count++ == 0) message->waiting.reason = "4.3.2 local delivery is not available yet";
+        local_indices.push_back(i);
         continue;
       }
       auto same = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first.key() == hop.key(); });
@@ -387,11 +393,12 @@ struct DeliveryEngine::Impl {
         same->second.push_back(i);
       }
     }
-    message->jobs_left = static_cast<unsigned>(groups.size());
-    if (groups.empty()) {
+    message->jobs_left = static_cast<unsigned>(groups.size()) + (local_indices.empty() ? 0 : 1);
+    if (message->jobs_left == 0) {
       io::spawn(settle_message(std::move(message)));
       return;
     }
+    if (!local_indices.empty()) io::spawn(deliver_local(message, std::move(local_indices)));
     for (auto& [hop, indices] : groups) enqueue(hop, Job{message, std::move(indices)});
   }
 
@@ -535,19 +542,28 @@ struct DeliveryEngine::Impl {
     co_return !stopping && !d.jobs.empty();
   }
 
+  // The message's content, read from the spool at its first use. False
+  // when it cannot be read: the job's recipients then wait for a retry.
+  io::Task<bool> load_content(const Job& job, const std::string& relay, bool encrypted) {
+    Message& m = *job.message;
+    if (m.content) co_return true;
+    const std::string id = m.envelope.id;
+    auto read = offload.call(*loop, [this, id] { return spool.read_body(id); });
+    Result<std::string> content = co_await read;
+    if (!content) {
+      finish_job(job, temporary_for(job, "4.3.0", "cannot read the message from the spool: " + content.error()),
+                 relay, encrypted, std::nullopt);
+      co_return false;
+    }
+    m.content = std::move(content.value());
+    co_return true;
+  }
+
   io::Task<void> deliver(Destination& d, SmtpClient& client, const std::string& relay, Job job) {
     Message& m = *job.message;
-    if (!m.content) {
-      const std::string id = m.envelope.id;
-      auto read = offload.call(*loop, [this, id] { return spool.read_body(id); });
-      Result<std::string> content = co_await read;
-      if (!content) {
-        finish_job(job, temporary_for(job, "4.3.0", "cannot read the message from the spool: " + content.error()),
-                   relay, client.encrypted(), false);
-        co_return;
-      }
-      m.content = std::move(content.value());
-    }
+    auto loading = load_content(job, relay, client.encrypted());
+    const bool loaded = co_await loading;
+    if (!loaded) co_return;
     if (settings.destination_rate > 0) {
       const int64_t now = now_us();
       const int64_t slot = std::max(now, d.next_send_us);
@@ -556,7 +572,8 @@ struct DeliveryEngine::Impl {
     }
     OutboundMessage outbound{&m.envelope, job.recipients, &*m.content};
     std::vector<RecipientOutcome> outcomes = co_await client.send(outbound);
-    finish_job(job, outcomes, relay, client.encrypted(), client.capabilities().has("DSN"));
+    finish_job(job, outcomes, relay, client.encrypted(),
+               client.capabilities().has("DSN") ? std::nullopt : std::optional(dsn::Action::relayed));
   }
 
   // The hosts of a destination, best first: its MX hosts (without us) or
@@ -621,7 +638,7 @@ struct DeliveryEngine::Impl {
         o.text = failure.text;
         outcomes.push_back(std::move(o));
       }
-      finish_job(job, outcomes, "", false, false);
+      finish_job(job, outcomes, "", false, std::nullopt);
     }
   }
 
@@ -630,6 +647,119 @@ struct DeliveryEngine::Impl {
     for (size_t i : job.recipients)
       outcomes.push_back(RecipientOutcome{i, RecipientOutcome::Kind::temporary, 0, enhanced, text});
     return outcomes;
+  }
+
+  // ---- local delivery ----
+  // The local recipients of a message: each resolved (users, aliases,
+  // catch-all, plus-addressing) and written into its Maildirs on the
+  // offload thread; alias targets elsewhere are forwarded as a new message.
+  io::Task<void> deliver_local(std::shared_ptr<Message> message, std::vector<size_t> indices) {
+    ++live_tasks;
+    Message& m = *message;
+    Job job{message, indices};
+    auto loading = load_content(job, "local", false);
+    const bool loaded = co_await loading;
+    if (!loaded) {
+      --live_tasks;
+      end_if_done();
+      co_return;
+    }
+    std::vector<RecipientOutcome> outcomes;
+    for (size_t i : indices) {
+      const std::string address = m.envelope.recipients[i].address;
+      auto delivery = deliver_one_local(m, i, address);
+      RecipientOutcome outcome = co_await delivery;
+      outcomes.push_back(std::move(outcome));
+    }
+    finish_job(job, outcomes, "local", false, std::optional(dsn::Action::delivered));
+    --live_tasks;
+    end_if_done();
+  }
+
+  io::Task<RecipientOutcome> deliver_one_local(Message& m, size_t index, std::string address) {
+    using Kind = RecipientOutcome::Kind;
+    const local::Resolution who = local_recipients->resolve(address);
+    if (!who.known) {
+      const bool loop_found = who.error == local::kAliasLoop;
+      co_return RecipientOutcome{index, Kind::permanent, 550, loop_found ? "5.4.6" : "5.1.1",
+                                 loop_found ? "alias expansion loop" : "no such user here"};
+    }
+    // A message that already went through this mailbox is looping.
+    if (local::delivered_to_present(*m.content, address))
+      co_return RecipientOutcome{index, Kind::permanent, 554, "5.4.6", "mail forwarding loop for " + address};
+
+    std::vector<std::string> mailboxes, forward;
+    for (const auto& target : who.targets)
+      (target.kind == local::LocalTarget::Kind::mailbox ? mailboxes : forward).push_back(target.value);
+    const std::string prefix = concat({"Return-Path: <", m.envelope.sender, ">\r\nDelivered-To: ", address, "\r\n"});
+    const LocalSettings& ls = settings.local;
+    const std::string* content = &*m.content;
+    auto write = offload.call(*loop, [&ls, mailboxes, prefix, content, host = settings.client.helo_name] {
+      std::vector<local::MaildirResult> results;
+      for (const auto& user : mailboxes)
+        results.push_back(local::deliver_to_maildir(ls.maildir_root, user, prefix, *content, ls.quota, host));
+      return results;
+    });
+    const std::vector<local::MaildirResult> results = co_await write;
+    for (size_t k = 0; k < results.size(); ++k) {
+      const local::MaildirResult& r = results[k];
+      if (r.kind == local::MaildirResult::Kind::over_quota) {
+        if (ls.quota_permanent)
+          co_return RecipientOutcome{index, Kind::permanent, 552, "5.2.2", "mailbox of " + mailboxes[k] + " is full"};
+        co_return RecipientOutcome{index, Kind::temporary, 452, "4.2.2", "mailbox of " + mailboxes[k] + " is full"};
+      }
+      if (r.kind == local::MaildirResult::Kind::failed)
+        co_return RecipientOutcome{index, Kind::temporary, 451, "4.3.0", "mailbox " + mailboxes[k] + ": " + r.error};
+      log::event("maildir", {{"qid", m.envelope.id}, {"rcpt", address}, {"user", mailboxes[k]}, {"file", r.path}});
+    }
+    if (!forward.empty()) {
+      auto forwarded = forward_message(m, index, address, forward);
+      Status st = co_await forwarded;
+      if (!st) co_return RecipientOutcome{index, Kind::temporary, 451, "4.3.0", "cannot forward: " + st.error()};
+    }
+    std::string text = "delivered";
+    if (!mailboxes.empty()) text += " to " + std::to_string(mailboxes.size()) + " mailbox(es)";
+    if (!forward.empty()) text += ", forwarded to " + std::to_string(forward.size()) + " address(es)";
+    co_return RecipientOutcome{index, Kind::delivered, 250, "2.0.0", text};
+  }
+
+  // An alias pointing elsewhere: a new message from the same sender to the
+  // targets, marked Delivered-To the alias (loop protection), queued like
+  // any other (synced) and delivered by this engine.
+  io::Task<Status> forward_message(Message& m, size_t index, const std::string& alias,
+                                   const std::vector<std::string>& targets) {
+    queue::Envelope e;
+    e.id = queue::new_queue_id();
+    e.sender = m.envelope.sender;
+    e.body_type = m.envelope.body_type;
+    e.smtputf8 = m.envelope.smtputf8;
+    e.ret = m.envelope.ret;
+    e.envid = m.envelope.envid;
+    for (const auto& t : targets) {
+      queue::Recipient r;
+      r.address = t;
+      r.notify = m.envelope.recipients[index].notify;
+      e.recipients.push_back(std::move(r));
+    }
+    const int64_t now = now_us();
+    e.arrival_us = now;
+    e.protocol = "local";
+    e.message_id = m.envelope.message_id;
+    std::string body = concat({"Delivered-To: ", alias, "\r\n", *m.content});
+    e.body_size = body.size();
+    e.body_chunks = 1;
+    e.queue = queue::QueueName::incoming;
+    e.next_attempt_us = now;
+    const std::string new_id = e.id;
+    Status st = co_await SpoolAwait{*loop, [&](queue::Spool::Done done) {
+                                      spool.commit(std::move(e), std::move(body), std::move(done));
+                                    }};
+    if (st) {
+      log::event("forwarded", {{"qid", m.envelope.id}, {"rcpt", alias}, {"new_qid", new_id},
+                               {"to", std::to_string(targets.size()) + " address(es)"}});
+      wake();
+    }
+    co_return st;
   }
 
   // ---- notices (DSNs) ----
@@ -733,15 +863,16 @@ struct DeliveryEngine::Impl {
   }
 
   // ---- settling ----
-  // `peer_dsn`: the server offered DSN, and carries NOTIFY onward.
+  // `on_success`: the success notice a delivered recipient gets, if asked
+  // (none when the server offered DSN and carries NOTIFY onward).
   void finish_job(const Job& job, const std::vector<RecipientOutcome>& outcomes, const std::string& relay,
-                  bool encrypted, bool peer_dsn) {
+                  bool encrypted, std::optional<dsn::Action> on_success) {
     Message& m = *job.message;
     const int64_t now = now_us();
     for (const auto& o : outcomes) {
       record_outcome(m.envelope, o, relay, now);
       if (o.recipient >= m.envelope.recipients.size()) continue;
-      if (o.kind == RecipientOutcome::Kind::delivered && !peer_dsn) m.relayed[o.recipient] = true;
+      if (o.kind == RecipientOutcome::Kind::delivered) m.success_notice[o.recipient] = on_success;
       log::event(kind_name(o.kind), {{"qid", m.envelope.id},
                                      {"rcpt", m.envelope.recipients[o.recipient].address},
                                      {"relay", relay.empty() ? std::string("none") : relay},
@@ -766,8 +897,8 @@ struct DeliveryEngine::Impl {
       queue::Recipient& r = env.recipients[i];
       if (message->states_at_take[i] != queue::RecipientState::pending) continue;
       if (r.state == queue::RecipientState::failed) events.push_back({i, dsn::Action::failed});
-      if (r.state == queue::RecipientState::delivered && message->relayed[i])
-        events.push_back({i, dsn::Action::relayed});
+      if (r.state == queue::RecipientState::delivered && message->success_notice[i])
+        events.push_back({i, *message->success_notice[i]});
       if (disposition.kind == Disposition::Kind::retry && dsn::delay_notice_due(env, r, settings.notices, now)) {
         events.push_back({i, dsn::Action::delayed});
         r.delay_notified_us = now;
@@ -864,6 +995,11 @@ void DeliveryEngine::bounce(std::string id, std::vector<std::string> recipients,
     }
     io::spawn(impl->bounce(std::move(id), std::move(recipients), std::move(done)));
   });
+}
+
+void DeliveryEngine::set_local_recipients(std::shared_ptr<const local::LocalResolver> resolver) {
+  Impl* impl = impl_.get();
+  impl->loop->post([impl, resolver = std::move(resolver)]() mutable { impl->local_recipients = std::move(resolver); });
 }
 
 void DeliveryEngine::hold_domain(std::string domain, bool hold, std::function<void(Result<size_t>)> done) {

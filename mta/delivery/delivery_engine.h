@@ -21,6 +21,7 @@
 #include "dns/resolver.h"
 #include "mta/delivery/retry_ladder.h"
 #include "mta/dsn/notice_plan.h"
+#include "mta/local/local_resolver.h"
 #include "mta/delivery/router.h"
 #include "mta/delivery/smtp_client.h"
 #include "queue/result.h"
@@ -28,8 +29,17 @@
 
 namespace tern::delivery {
 
+// Local delivery into Maildirs (docs/configuration.md, [local]).
+struct LocalSettings {
+  std::string maildir_root;
+  uint64_t quota = 0;            // bytes per mailbox; 0 = unlimited
+  bool quota_permanent = false;  // over quota: 5.2.2 (else 4.2.2, retried)
+};
+
 struct EngineSettings {
   RetrySettings retry;
+  LocalSettings local;
+  std::shared_ptr<const local::LocalResolver> local_recipients;  // never null
   dsn::NoticeSettings notices;
   RoutingTable routing;
   ClientSettings client;
@@ -74,6 +84,8 @@ class DeliveryEngine {
   // the administrator" (ternctl bounce). `done` runs on the engine's thread
   // with the number of recipients failed, or why nothing was done.
   void bounce(std::string id, std::vector<std::string> recipients, std::function<void(Result<size_t>)> done);
+  // Thread-safe: the local recipient table after a reload (SIGHUP).
+  void set_local_recipients(std::shared_ptr<const local::LocalResolver> resolver);
   // Thread-safe: take no more mail; connections end after their current
   // transaction. Messages not finished stay in `active`, which recovery
   // returns to `incoming` at the next start (delivery is at least once).

@@ -111,6 +111,10 @@ Result<EngineSettings> engine_settings(const Config& config, const std::string& 
     if (auto ip = dns::IpAddress::parse(text)) s.our_addresses.push_back(*ip);
   }
 
+  s.local.maildir_root = config.local.maildir_root;
+  s.local.quota = config.local.quota;
+  s.local.quota_permanent = config.local.quota_permanent;
+
   const auto& n = config.dsn;
   s.notices.hostname = hostname;
   s.notices.double_bounce_to = n.double_bounce == "drop" ? std::string() : n.postmaster;

@@ -23,6 +23,21 @@ size_t slot_of(int64_t bucket, size_t buckets) {
 
 RateLimiter::RateLimiter(size_t max_clients) : max_clients_(std::max<size_t>(1, max_clients)) {}
 
+unsigned RateLimiter::recent(RateKind kind, std::string_view ip, int64_t now_ms) const {
+  std::lock_guard lock(mutex_);
+  auto found = by_ip_.find(ip);
+  if (found == by_ip_.end()) return 0;
+  const Window& w = found->second->windows[static_cast<size_t>(kind)];
+  if (!w.used) return 0;
+  const int64_t bucket = bucket_of(now_ms, kBucketMs);
+  // Only buckets still inside the window count (older ones are cleared lazily).
+  const int64_t oldest = std::max(bucket, w.latest_bucket) - static_cast<int64_t>(kBuckets) + 1;
+  uint64_t total = 0;
+  for (int64_t b = std::max(oldest, w.latest_bucket - static_cast<int64_t>(kBuckets) + 1); b <= w.latest_bucket; ++b)
+    total += w.counts[slot_of(b, kBuckets)];
+  return static_cast<unsigned>(std::min<uint64_t>(total, std::numeric_limits<unsigned>::max()));
+}
+
 size_t RateLimiter::tracked_clients() const {
   std::lock_guard lock(mutex_);
   return by_ip_.size();

@@ -26,7 +26,9 @@
 
 namespace tern::policy {
 
-enum class RateKind { connection, message, recipient };
+// login_failure is keyed by "user:NAME" rather than by IP: failed logins
+// per user, across every client (password guessing spread over addresses).
+enum class RateKind { connection, message, recipient, login_failure };
 
 class RateLimiter {
  public:
@@ -43,6 +45,9 @@ class RateLimiter {
   // true, nothing counted or stored.
   bool allow(RateKind kind, std::string_view ip, unsigned per_minute, int64_t now_ms);
 
+  // Events of `kind` counted for `ip` in the window at now_ms (nothing counted).
+  unsigned recent(RateKind kind, std::string_view ip, int64_t now_ms) const;
+
   size_t tracked_clients() const;
 
  private:
@@ -53,7 +58,7 @@ class RateLimiter {
   };
   struct Client {
     std::string ip;
-    std::array<Window, 3> windows;  // indexed by RateKind
+    std::array<Window, 4> windows;  // indexed by RateKind
   };
 
   size_t max_clients_;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 
 #include "mta/text.h"
 #include "mta/log.h"
@@ -311,6 +312,18 @@ Session::Next Session::rcpt(const Command& cmd) {
     text.insert(0, 1, '<');
     text += ">: Relay access denied";
     return fail(554, "5.7.1", text);
+  }
+  // Unknown local users are refused now, not accepted and bounced later.
+  if (verdict.decision == RelayPolicy::Decision::local && settings_->check_local_recipients &&
+      !r.recipient.domain.empty()) {
+    const local::Resolution who = settings_->local_recipients->resolve(r.recipient.str());
+    if (!who.known) {
+      const bool loop = who.error == local::kAliasLoop;
+      log::event("rcpt_rejected", {{"client", client_ip_}, {"rcpt", r.recipient.str()}, {"reason", who.error}});
+      return fail(550, loop ? "5.4.6" : "5.1.1",
+                  concat({"<", r.recipient.str(), ">: ",
+                          loop ? "Alias expansion loop" : "Recipient address rejected: User unknown"}));
+    }
   }
   queue::Recipient rec;
   rec.address = r.recipient.str();
@@ -720,7 +733,13 @@ io::Task<Session::Next> Session::auth(const Command& cmd) {
 
   // crypt(3) is slow by design: off the loop thread.
   bool verified = false;
-  if (!password.empty()) {
+  // Guessing one user's password from many addresses: past the per-user
+  // limit every login of that user fails, right password or not.
+  auto& rate = worker_.context().rate;
+  const std::string user_key = concat({"user:", user});
+  const bool user_locked =
+      rate.recent(policy::RateKind::login_failure, user_key, now_us() / 1000) >= config.user_failures_per_minute;
+  if (!password.empty() && !user_locked) {
     auto users = settings_->users;
     auto check = worker_.context().auth_offload->call(
         worker_.loop(), [users, user, password] { return users->verify(user, password); });
@@ -734,8 +753,9 @@ io::Task<Session::Next> Session::auth(const Command& cmd) {
     co_return Next::go_on;
   }
   ++auth_failures_;
+  rate.allow(policy::RateKind::login_failure, user_key, std::numeric_limits<unsigned>::max(), now_us() / 1000);
   log::event("auth_failed", {{"client", client_ip_}, {"user", user}, {"mechanism", mechanism},
-                             {"failures", auth_failures_}});
+                             {"failures", auth_failures_}, {"user_locked", user_locked ? "yes" : "no"}});
   // A delay per failure slows password guessing; at the limit the client
   // goes, and its address is refused for a while.
   if (config.failure_delay_ms > 0) co_await worker_.loop().sleep(config.failure_delay_ms);

@@ -5,6 +5,7 @@
 #   fuzz_smtp_parsers    tests/fuzz/corpus          (what clients send us)
 #   fuzz_client_parsers  tests/fuzz/corpus_client   (SMTP replies, DNS responses)
 #   fuzz_dsn_builder     tests/fuzz/corpus_dsn      (remote replies, ENVID, ORCPT in DSNs)
+#   fuzz_pop3_command    tests/fuzz/corpus_pop3     (POP3 command lines)
 # Exits non-zero when a fuzzer finds a crash; the reproducer is kept in
 # BUILD_DIR/fuzz-artifacts/.
 # Usage: tests/fuzz/run.sh BUILD_DIR SECONDS   (BUILD_DIR configured with -DTERN_FUZZ=ON)
@@ -16,7 +17,7 @@ if [[ $# -ne 2 || ! $2 =~ ^[0-9]+$ ]]; then
 fi
 build_dir=$(cd "$1" && pwd)
 here="$(cd "$(dirname "$0")" && pwd)"
-targets=(smtp_parsers:corpus client_parsers:corpus_client dsn_builder:corpus_dsn)
+targets=(smtp_parsers:corpus client_parsers:corpus_client dsn_builder:corpus_dsn pop3_command:corpus_pop3)
 seconds=$(( $2 / ${#targets[@]} ))
 (( seconds > 0 )) || seconds=1
 artifacts="$build_dir/fuzz-artifacts"

@@ -177,7 +177,7 @@ def test_block_all_refuses_relay_even_after_auth(auth_ternd):
     t = auth_ternd(relay={"mode": "block_all"})
     with pytest.raises(smtplib.SMTPRecipientsRefused):
         submit(t.submission)
-    assert submit(t.submission, rcpts=("carol@local.test",)) == {}
+    assert submit(t.submission, rcpts=("alice@local.test",)) == {}
 
 
 def test_sender_must_belong_to_the_authenticated_user(auth_ternd):

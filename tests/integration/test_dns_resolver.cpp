@@ -2,11 +2,9 @@
 // serving reserved names (.test) only, driven on a real io_uring Loop. A
 // SERVFAIL responder and a silent "black hole" socket cover the failures a
 // local dnsmasq cannot produce on demand.
-#include <arpa/inet.h>
 #include <netinet/in.h>
-#include <signal.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -23,99 +21,14 @@
 #include "dns/resolver.h"
 #include "mta/io/loop.h"
 #include "mta/io/task.h"
+#include "tests/integration/dnsmasq_process.h"
 
 namespace tern::dns {
 namespace {
 
-constexpr const char* kDnsmasq = "/usr/sbin/dnsmasq";
+using namespace tern::testing;  // dnsmasq_process.h
+
 constexpr int kBigMxCount = 20;
-
-sockaddr_in loopback(uint16_t port) {
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(port);
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  return sa;
-}
-
-uint16_t bound_port(int fd) {
-  sockaddr_in sa{};
-  socklen_t len = sizeof sa;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
-  return ntohs(sa.sin_port);
-}
-
-// A loopback UDP socket on a kernel-chosen port.
-int udp_socket_on_loopback() {
-  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  sockaddr_in sa = loopback(0);
-  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) return -1;
-  return fd;
-}
-
-// A port free for both UDP and TCP on loopback (dnsmasq binds both).
-uint16_t free_port() {
-  for (int attempt = 0; attempt < 50; ++attempt) {
-    int udp = udp_socket_on_loopback();
-    uint16_t port = bound_port(udp);
-    int tcp = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in sa = loopback(port);
-    bool ok = bind(tcp, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
-    close(tcp);
-    close(udp);
-    if (ok) return port;
-  }
-  return 0;
-}
-
-class Dnsmasq {
- public:
-  // Starts dnsmasq in the foreground and waits (at most 5 s) until it accepts TCP.
-  bool start(uint16_t port, const std::vector<std::string>& records) {
-    port_ = port;
-    std::vector<std::string> args = {kDnsmasq, "--keep-in-foreground", "--no-resolv", "--no-hosts",
-                                     "--conf-file=/dev/null", "--pid-file", "--log-facility=-",
-                                     "--port=" + std::to_string(port), "--listen-address=127.0.0.1",
-                                     "--bind-interfaces", "--local-ttl=60"};
-    args.insert(args.end(), records.begin(), records.end());
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_ = fork();
-    if (pid_ == 0) {
-      execv(kDnsmasq, argv.data());
-      _exit(127);
-    }
-    if (pid_ < 0) return false;
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    while (std::chrono::steady_clock::now() < deadline) {
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return false;
-      }
-      int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      sockaddr_in sa = loopback(port);
-      bool up = connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
-      close(fd);
-      if (up) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return false;
-  }
-  void stop() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGTERM);
-    waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-  ~Dnsmasq() { stop(); }
-  std::string server() const { return "127.0.0.1:" + std::to_string(port_); }
-
- private:
-  pid_t pid_ = -1;
-  uint16_t port_ = 0;
-};
 
 // Answers every query with SERVFAIL, from its own thread.
 class ServfailServer {
@@ -153,13 +66,10 @@ class ServfailServer {
   std::thread thread_;
 };
 
-class DnsResolverTest : public ::testing::Test {
+class DnsResolverTest : public tern::testing::ResolverOnLoopTest {
  protected:
   void SetUp() override {
     ASSERT_EQ(access(kDnsmasq, X_OK), 0) << kDnsmasq << " is missing (Debian package dnsmasq-base)";
-    auto loop = io::Loop::create(256);
-    ASSERT_TRUE(loop.ok()) << loop.error();
-    loop_ = std::move(*loop);
     const uint16_t port = free_port();
     ASSERT_NE(port, 0);
     const std::string servfail = "127.0.0.1#" + std::to_string(servfail_.port());
@@ -188,35 +98,6 @@ class DnsResolverTest : public ::testing::Test {
     options_.tries = 2;
   }
 
-  Resolver& resolver() {
-    if (!resolver_) {
-      auto r = Resolver::create(*loop_, options_);
-      EXPECT_TRUE(r.ok()) << r.error();
-      resolver_ = std::move(*r);
-    }
-    return *resolver_;
-  }
-
-  // Runs `body` on the loop; then destroys the resolver on the loop and
-  // waits (bounded) for its last polls to complete, so none is left behind.
-  void run(std::function<io::Task<void>()> body) {
-    resolver();
-    bool finished = false;
-    io::spawn(drive(body, &finished));
-    loop_->run();
-    EXPECT_TRUE(finished);
-    EXPECT_EQ(left_in_flight_, 0u) << "operations left on the loop after the resolver was destroyed";
-  }
-
-  io::Task<void> drive(std::function<io::Task<void>()>& body, bool* finished) {
-    co_await body();
-    resolver_.reset();
-    for (int i = 0; i < 200 && loop_->in_flight() > 0; ++i) co_await loop_->sleep(10);
-    left_in_flight_ = loop_->in_flight();
-    *finished = true;
-    loop_->stop();
-  }
-
   // A single MX resolution on the loop.
   MxResult mx(const std::string& domain) {
     std::optional<MxResult> got;
@@ -231,10 +112,6 @@ class DnsResolverTest : public ::testing::Test {
 
   ServfailServer servfail_;
   Dnsmasq dnsmasq_;
-  std::unique_ptr<io::Loop> loop_;
-  ResolverOptions options_;
-  std::unique_ptr<Resolver> resolver_;
-  size_t left_in_flight_ = 0;
 };
 
 std::vector<std::string> texts(const std::vector<IpAddress>& addrs) {

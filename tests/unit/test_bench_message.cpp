@@ -87,12 +87,8 @@ TEST(BenchMessage, MessageIdsAreUniqueAcrossMessagesAndRuns) {
 
 TEST(BenchMessage, Rfc5322Date) { EXPECT_EQ(rfc5322_date(0), "Thu, 01 Jan 1970 00:00:00 +0000"); }
 
-TEST(BenchMessage, Base64AndAuthPlain) {
-  EXPECT_EQ(base64_encode(""), "");
-  EXPECT_EQ(base64_encode("f"), "Zg==");
-  EXPECT_EQ(base64_encode("fo"), "Zm8=");
-  EXPECT_EQ(base64_encode("foo"), "Zm9v");
-  EXPECT_EQ(base64_encode("foobar"), "Zm9vYmFy");
+// base64 itself is smtp::base64_encode, tested in test_sasl.cpp.
+TEST(BenchMessage, AuthPlain) {
   EXPECT_EQ(auth_plain_response("tim", "tanstaaftanstaaf"), "AHRpbQB0YW5zdGFhZnRhbnN0YWFm");  // RFC 4616
 }
 

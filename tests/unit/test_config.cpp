@@ -69,6 +69,21 @@ void expect_default_values(const Config& c) {
   EXPECT_EQ(c.auth.max_failures, d.auth.max_failures);
   EXPECT_EQ(c.auth.failure_delay_ms, d.auth.failure_delay_ms);
   EXPECT_EQ(c.auth.failure_block_time_ms, d.auth.failure_block_time_ms);
+  EXPECT_EQ(c.auth.user_failures_per_minute, d.auth.user_failures_per_minute);
+  EXPECT_EQ(c.local.maildir_root, d.local.maildir_root);
+  EXPECT_EQ(c.local.quota, d.local.quota);
+  EXPECT_EQ(c.local.quota_permanent, d.local.quota_permanent);
+  EXPECT_EQ(c.local.recipient_delimiter, d.local.recipient_delimiter);
+  EXPECT_EQ(c.local.catch_all, d.local.catch_all);
+  EXPECT_EQ(c.pop3.listen, d.pop3.listen);
+  EXPECT_EQ(c.pop3.listen_tls, d.pop3.listen_tls);
+  EXPECT_EQ(c.pop3.allow_plaintext, d.pop3.allow_plaintext);
+  EXPECT_EQ(c.pop3.login_timeout_ms, d.pop3.login_timeout_ms);
+  EXPECT_EQ(c.pop3.timeout_ms, d.pop3.timeout_ms);
+  EXPECT_EQ(c.pop3.max_connections_per_ip, d.pop3.max_connections_per_ip);
+  EXPECT_EQ(c.pop3.max_sessions_per_user, d.pop3.max_sessions_per_user);
+  EXPECT_EQ(c.pop3.max_failures, d.pop3.max_failures);
+  EXPECT_EQ(c.pop3.failure_delay_ms, d.pop3.failure_delay_ms);
   EXPECT_EQ(c.restrictions.deny, d.restrictions.deny);
   EXPECT_EQ(c.restrictions.dnsbl, d.restrictions.dnsbl);
   EXPECT_EQ(c.restrictions.dnsbl_timeout_ms, d.restrictions.dnsbl_timeout_ms);
@@ -222,7 +237,16 @@ TEST(ConfigDefaults, EmbeddedDefaultFileNamesEveryKey) {
                           "override",
                           "connections_per_minute",
                           "messages_per_minute",
-                          "recipients_per_minute"}) {
+                          "recipients_per_minute",
+                          "user_failures_per_minute",
+                          "maildir_root",
+                          "quota",
+                          "quota_permanent",
+                          "recipient_delimiter",
+                          "catch_all",
+                          "listen_tls",
+                          "login_timeout",
+                          "max_sessions_per_user"}) {
     const std::string assignment = std::string("\n").append(key).append(" = ");
     EXPECT_NE(text.find(assignment), std::string::npos) << key;
   }
@@ -829,6 +853,14 @@ TEST(ConfigDsn, EveryDsnKeyIsRead) {
   EXPECT_EQ(c.dsn.max_returned_size, 1'048'576u);
 }
 
+TEST(ConfigLocal, CatchAllIsATableOfDomains) {
+  const auto p = parse("[local]\ncatch_all = { \"Example.ORG\" = \"postmaster\", \"b.test\" = \"x@y.test\" }\n");
+  ASSERT_TRUE(p.ok()) << all_errors(p);
+  ASSERT_EQ(p.config.local.catch_all.size(), 2u);
+  EXPECT_EQ(p.config.local.catch_all[0], (std::pair<std::string, std::string>{"example.org", "postmaster"}));
+  EXPECT_EQ(p.config.local.catch_all[1].first, "b.test");
+}
+
 TEST(ConfigDsn, PostmasterDefaultsToTheHostname) {
   const auto p = parse("[server]\nhostname = \"mx.example\"\n[dsn]\ndelay_notice = \"off\"\n");
   ASSERT_TRUE(p.ok()) << all_errors(p);
@@ -888,6 +920,12 @@ TEST(ConfigDelivery, BadValuesNameTheirLineAndKey) {
       {"[auth]\nmax_failures = 0\n", "auth.max_failures", 2},
       {"[smtp]\nsubmissions = [\"127.0.0.1:4650\"]\n", "smtp.submissions", 2},
       {"[smtp]\nsubmission = [\"127.0.0.1:5870\"]\n", "smtp.submission", 2},
+      {"[local]\nrecipient_delimiter = \"++\"\n", "local.recipient_delimiter", 2},
+      {"[local]\ncatch_all = { \"bad domain\" = \"x\" }\n", "local.catch_all", 2},
+      {"[local]\nquota = \"lots\"\n", "local.quota", 2},
+      {"[pop3]\nlisten_tls = [\"127.0.0.1:9950\"]\n", "pop3.listen_tls", 2},
+      {"[pop3]\nmax_sessions_per_user = 0\n", "pop3.max_sessions_per_user", 2},
+      {"[pop3]\ntimeout = 0\n", "pop3.timeout", 2},
       {"[smtp]\nlisten = [\"127.0.0.1:25\"]\nsubmission = [\"127.0.0.1:25\"]\n", "smtp.submission", 3},
   };
   for (const Case& c : cases) {

@@ -121,4 +121,15 @@ TEST(RateLimiter, ThreadsShareOneLimiter) {
 }
 
 }  // namespace
+TEST(RateLimiterRecent, CountsWithoutCountingAndForgetsOldEvents) {
+  RateLimiter limiter;
+  const int64_t t0 = 1'000'000;
+  EXPECT_EQ(limiter.recent(RateKind::login_failure, "user:alice", t0), 0u);
+  for (int i = 0; i < 3; ++i) limiter.allow(RateKind::login_failure, "user:alice", 100, t0 + i);
+  EXPECT_EQ(limiter.recent(RateKind::login_failure, "user:alice", t0 + 10), 3u);
+  EXPECT_EQ(limiter.recent(RateKind::login_failure, "user:alice", t0 + 10), 3u);  // a look, not an event
+  EXPECT_EQ(limiter.recent(RateKind::message, "user:alice", t0 + 10), 0u);
+  EXPECT_EQ(limiter.recent(RateKind::login_failure, "user:alice", t0 + 61'000), 0u);
+}
+
 }  // namespace tern::policy

@@ -32,6 +32,7 @@
 #include "mta/io/task.h"
 #include "mta/io/tls.h"
 #include "mta/smtp/reply_parser.h"
+#include "mta/smtp/sasl.h"
 #include "tools/loadkit/bench_header.h"
 #include "tools/tern_bench/message.h"
 #include "tools/tern_bench/options.h"
@@ -521,8 +522,8 @@ int run(const Options& opt_in) {
     sh.tls = ctx.value();
   }
   sh.auth_plain = auth_plain_response(o.user, o.password);
-  sh.auth_user = base64_encode(o.user);
-  sh.auth_password = base64_encode(o.password);
+  sh.auth_user = smtp::base64_encode(o.user);
+  sh.auth_password = smtp::base64_encode(o.password);
   sh.timeout_ms = static_cast<int64_t>(std::ceil(o.timeout_s * 1000));
 
   // Open the report files first: a bad path fails before the load, not after.

@@ -3,6 +3,7 @@
 #include <charconv>
 #include <random>
 
+#include "mta/smtp/sasl.h"
 #include "tools/loadkit/bench_header.h"
 
 namespace tern::bench {
@@ -68,38 +69,13 @@ std::string random_run_id() {
   return out;
 }
 
-std::string base64_encode(std::string_view data) {
-  static constexpr char kTable[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((data.size() + 2) / 3 * 4);
-  size_t i = 0;
-  for (; i + 3 <= data.size(); i += 3) {
-    uint32_t v = (uint32_t{static_cast<unsigned char>(data[i])} << 16) |
-                 (uint32_t{static_cast<unsigned char>(data[i + 1])} << 8) | static_cast<unsigned char>(data[i + 2]);
-    out += kTable[(v >> 18) & 63];
-    out += kTable[(v >> 12) & 63];
-    out += kTable[(v >> 6) & 63];
-    out += kTable[v & 63];
-  }
-  size_t rest = data.size() - i;
-  if (rest > 0) {
-    uint32_t v = uint32_t{static_cast<unsigned char>(data[i])} << 16;
-    if (rest == 2) v |= uint32_t{static_cast<unsigned char>(data[i + 1])} << 8;
-    out += kTable[(v >> 18) & 63];
-    out += kTable[(v >> 12) & 63];
-    out += rest == 2 ? kTable[(v >> 6) & 63] : '=';
-    out += '=';
-  }
-  return out;
-}
-
 std::string auth_plain_response(std::string_view user, std::string_view password) {
   std::string raw;
   raw.push_back('\0');
   raw.append(user);
   raw.push_back('\0');
   raw.append(password);
-  return base64_encode(raw);
+  return smtp::base64_encode(raw);
 }
 
 }  // namespace tern::bench

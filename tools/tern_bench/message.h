@@ -40,9 +40,8 @@ std::string rfc5322_date(time_t t);
 // 16 lowercase hex digits from the system's random source.
 std::string random_run_id();
 
-// RFC 4648 base64 (AUTH PLAIN / LOGIN).
-std::string base64_encode(std::string_view data);
-// The AUTH PLAIN initial response: base64("\0user\0password").
+// The AUTH PLAIN initial response: base64("\0user\0password"); base64 for
+// AUTH LOGIN is smtp::base64_encode (mta/smtp/sasl.h).
 std::string auth_plain_response(std::string_view user, std::string_view password);
 
 }  // namespace tern::bench

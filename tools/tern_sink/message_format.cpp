@@ -88,20 +88,6 @@ std::string format_mbox_message(const Envelope& env, std::string_view content, i
   return out;
 }
 
-std::string maildir_file_name(int64_t unix_us, long pid, uint64_t sequence, std::string_view hostname) {
-  std::string name = std::to_string(unix_us / 1'000'000);
-  name += ".M";
-  name += std::to_string(unix_us % 1'000'000);
-  name += 'P';
-  name += std::to_string(pid);
-  name += 'Q';
-  name += std::to_string(sequence);
-  name += '.';
-  // '/' would make a path, and ':' starts a Maildir name's flags.
-  for (char c : hostname) name += (c == '/' || c == ':') ? '_' : c;
-  return name;
-}
-
 std::optional<int64_t> find_sent_stamp(std::string_view content) {
   std::optional<int64_t> stamp;
   for_each_line(content, [&](std::string_view line) {

@@ -18,6 +18,8 @@
 #include <string_view>
 #include <vector>
 
+#include "mta/local/maildir.h"
+
 namespace tern::sink {
 
 struct Envelope {
@@ -33,8 +35,9 @@ std::string format_maildir_message(const Envelope& env, std::string_view content
 // the envelope lines, the content with every line matching ^>*From  quoted
 // by one more '>', and the blank line that ends an entry.
 std::string format_mbox_message(const Envelope& env, std::string_view content, int64_t unix_seconds);
-// A unique Maildir file name: "<sec>.M<usec>P<pid>Q<sequence>.<hostname>".
-std::string maildir_file_name(int64_t unix_us, long pid, uint64_t sequence, std::string_view hostname);
+// A unique Maildir file name: "<sec>.M<usec>P<pid>Q<sequence>.<hostname>";
+// the one local delivery uses (mta/local/maildir.h).
+using local::maildir_file_name;
 
 // The X-Tern-Bench-Sent stamp of the message's header section (CRLF or LF
 // lines, up to the first empty line); nullopt when absent.
