@@ -124,6 +124,8 @@ maildir_root = "./var/mail"
 # Bytes per mailbox; 0 = unlimited. Over quota: 452 4.2.2, or 552 5.2.2
 # when quota_permanent is true.
 quota = 0
+# Quotas of particular users, instead of quota: { "alice" = "1G", "bob" = 0 }
+user_quotas = {}
 quota_permanent = false
 # user+tag@domain is delivered to user; "" turns plus-addressing off.
 recipient_delimiter = "+"
@@ -549,6 +551,7 @@ class ConfigReader {
     else if (key == "local.quota_permanent") read_bool(key, node, config_.local.quota_permanent);
     else if (key == "local.recipient_delimiter") read_delimiter(key, node);
     else if (key == "local.catch_all") read_catch_all(key, node);
+    else if (key == "local.user_quotas") read_user_quotas(key, node);
 
     else if (key == "pop3.listen") read_listen(key, node, true, config_.pop3.listen);
     else if (key == "pop3.listen_tls") read_listen(key, node, true, config_.pop3.listen_tls);
@@ -996,6 +999,32 @@ class ConfigReader {
       return;
     }
     config_.local.recipient_delimiter = text;
+  }
+
+  // { "user" = size, ... }
+  void read_user_quotas(const std::string& key, const toml::node& node) {
+    const toml::table* table = node.as_table();
+    if (!table) {
+      fail(line_of(node), key, "must be a table such as { \"alice\" = \"1G\" }");
+      return;
+    }
+    std::vector<std::pair<std::string, uint64_t>> out;
+    for (auto&& [name, value] : *table) {
+      const std::string user(name.str());
+      const bool name_ok = !user.empty() && user.size() <= 64 &&
+                           std::all_of(user.begin(), user.end(), [](char c) {
+                             return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+                           });
+      if (!name_ok) {
+        fail(line_of(name, value), key, quoted(user) + " is not a user name (a-z 0-9 . _ -)");
+        continue;
+      }
+      uint64_t bytes = 0;
+      const size_t errors_before = errors_.size();
+      read_size(key, value, true, bytes);
+      if (errors_.size() == errors_before) out.emplace_back(user, bytes);
+    }
+    config_.local.user_quotas = std::move(out);
   }
 
   // { "domain" = "user or address", ... }

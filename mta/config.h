@@ -72,6 +72,7 @@ struct Config {
   struct Local {
     std::string maildir_root = "./var/mail";  // user NAME's Maildir is <root>/NAME/{tmp,new,cur}
     uint64_t quota = 0;                       // bytes per mailbox; 0 = unlimited
+    std::vector<std::pair<std::string, uint64_t>> user_quotas;  // user -> bytes, instead of quota
     bool quota_permanent = false;             // over quota: 552 5.2.2 (true) or 452 4.2.2 (false)
     std::string recipient_delimiter = "+";    // user+tag@domain -> user; "" = off
     std::vector<std::pair<std::string, std::string>> catch_all;  // domain -> user or address

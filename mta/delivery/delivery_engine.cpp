@@ -697,7 +697,8 @@ struct DeliveryEngine::Impl {
     auto write = offload.call(*loop, [&ls, mailboxes, prefix, content, host = settings.client.helo_name] {
       std::vector<local::MaildirResult> results;
       for (const auto& user : mailboxes)
-        results.push_back(local::deliver_to_maildir(ls.maildir_root, user, prefix, *content, ls.quota, host));
+        results.push_back(
+            local::deliver_to_maildir(ls.maildir_root, user, prefix, *content, ls.quota_of(user), host));
       return results;
     });
     const std::vector<local::MaildirResult> results = co_await write;
@@ -938,6 +939,12 @@ struct DeliveryEngine::Impl {
     end_if_done();
   }
 };
+
+uint64_t LocalSettings::quota_of(std::string_view user) const {
+  for (const auto& [name, bytes] : user_quotas)
+    if (name == user) return bytes;
+  return quota;
+}
 
 Result<std::unique_ptr<DeliveryEngine>> DeliveryEngine::start(queue::Spool& spool, EngineSettings settings) {
   auto impl = std::make_unique<Impl>(spool, std::move(settings));

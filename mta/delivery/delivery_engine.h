@@ -33,6 +33,8 @@ namespace tern::delivery {
 struct LocalSettings {
   std::string maildir_root;
   uint64_t quota = 0;            // bytes per mailbox; 0 = unlimited
+  std::vector<std::pair<std::string, uint64_t>> user_quotas;  // user -> bytes, instead of quota
+  uint64_t quota_of(std::string_view user) const;
   bool quota_permanent = false;  // over quota: 5.2.2 (else 4.2.2, retried)
 };
 

@@ -113,6 +113,7 @@ Result<EngineSettings> engine_settings(const Config& config, const std::string& 
 
   s.local.maildir_root = config.local.maildir_root;
   s.local.quota = config.local.quota;
+  s.local.user_quotas = config.local.user_quotas;
   s.local.quota_permanent = config.local.quota_permanent;
 
   const auto& n = config.dsn;

@@ -155,6 +155,15 @@ def test_notify_success_gets_action_delivered(mail_ternd):
     assert ev["action"] == "delivered" and ev["to"] == "sender@example.test", ev
 
 
+def test_a_user_quota_applies_to_that_user_only(mail_ternd):
+    t = mail_ternd(local={"user_quotas": {"alice": 100}})
+    send(t, ["alice@local.test", "bob@local.test"])
+    ev = t.wait_event("deferred", rcpt="alice@local.test", timeout=20)
+    assert ev["dsn"] == "4.2.2", ev
+    wait_delivered(t, "bob")
+    assert maildir_files(t, "alice") == []
+
+
 def test_quota_exceeded_is_temporary_or_permanent(mail_ternd):
     t = mail_ternd(local={"quota": 100})
     send(t, ["alice@local.test"])

@@ -72,6 +72,7 @@ void expect_default_values(const Config& c) {
   EXPECT_EQ(c.auth.user_failures_per_minute, d.auth.user_failures_per_minute);
   EXPECT_EQ(c.local.maildir_root, d.local.maildir_root);
   EXPECT_EQ(c.local.quota, d.local.quota);
+  EXPECT_EQ(c.local.user_quotas, d.local.user_quotas);
   EXPECT_EQ(c.local.quota_permanent, d.local.quota_permanent);
   EXPECT_EQ(c.local.recipient_delimiter, d.local.recipient_delimiter);
   EXPECT_EQ(c.local.catch_all, d.local.catch_all);
@@ -244,6 +245,7 @@ TEST(ConfigDefaults, EmbeddedDefaultFileNamesEveryKey) {
                           "quota_permanent",
                           "recipient_delimiter",
                           "catch_all",
+                          "user_quotas",
                           "listen_tls",
                           "login_timeout",
                           "max_sessions_per_user"}) {
@@ -853,6 +855,14 @@ TEST(ConfigDsn, EveryDsnKeyIsRead) {
   EXPECT_EQ(c.dsn.max_returned_size, 1'048'576u);
 }
 
+TEST(ConfigLocal, UserQuotas) {
+  const auto p = parse("[local]\nquota = \"1M\"\nuser_quotas = { \"alice\" = \"2K\", \"bob\" = 0 }\n");
+  ASSERT_TRUE(p.ok()) << all_errors(p);
+  EXPECT_EQ(p.config.local.quota, 1'048'576u);
+  EXPECT_EQ(p.config.local.user_quotas,
+            (std::vector<std::pair<std::string, uint64_t>>{{"alice", 2048}, {"bob", 0}}));
+}
+
 TEST(ConfigLocal, CatchAllIsATableOfDomains) {
   const auto p = parse("[local]\ncatch_all = { \"Example.ORG\" = \"postmaster\", \"b.test\" = \"x@y.test\" }\n");
   ASSERT_TRUE(p.ok()) << all_errors(p);
@@ -923,6 +933,8 @@ TEST(ConfigDelivery, BadValuesNameTheirLineAndKey) {
       {"[local]\nrecipient_delimiter = \"++\"\n", "local.recipient_delimiter", 2},
       {"[local]\ncatch_all = { \"bad domain\" = \"x\" }\n", "local.catch_all", 2},
       {"[local]\nquota = \"lots\"\n", "local.quota", 2},
+      {"[local]\nuser_quotas = { \"Alice\" = \"1M\" }\n", "local.user_quotas", 2},
+      {"[local]\nuser_quotas = { \"alice\" = \"big\" }\n", "local.user_quotas", 2},
       {"[pop3]\nlisten_tls = [\"127.0.0.1:9950\"]\n", "pop3.listen_tls", 2},
       {"[pop3]\nmax_sessions_per_user = 0\n", "pop3.max_sessions_per_user", 2},
       {"[pop3]\ntimeout = 0\n", "pop3.timeout", 2},
