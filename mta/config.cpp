@@ -142,6 +142,8 @@ allow_plaintext = false
 # Inactivity allowed before and after login.
 login_timeout = "1m"
 timeout = "10m"
+# POP3 connections in total, and from one address.
+max_connections = 1000
 max_connections_per_ip = 20
 # Sessions per mailbox; another gets -ERR [IN-USE].
 max_sessions_per_user = 1
@@ -558,6 +560,7 @@ class ConfigReader {
     else if (key == "pop3.allow_plaintext") read_bool(key, node, config_.pop3.allow_plaintext);
     else if (key == "pop3.login_timeout") read_duration(key, node, false, config_.pop3.login_timeout_ms);
     else if (key == "pop3.timeout") read_duration(key, node, false, config_.pop3.timeout_ms);
+    else if (key == "pop3.max_connections") read_count(key, node, 1, config_.pop3.max_connections);
     else if (key == "pop3.max_connections_per_ip") read_count(key, node, 1, config_.pop3.max_connections_per_ip);
     else if (key == "pop3.max_sessions_per_user") read_count(key, node, 1, config_.pop3.max_sessions_per_user);
     else if (key == "pop3.max_failures") read_bounded(key, node, 1, 100, config_.pop3.max_failures);

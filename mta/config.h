@@ -84,6 +84,7 @@ struct Config {
     bool allow_plaintext = false;         // USER/PASS and AUTH PLAIN without TLS
     int64_t login_timeout_ms = 60'000;    // before a successful login
     int64_t timeout_ms = 600'000;         // after it (RFC 1939: at least 10 minutes)
+    unsigned max_connections = 1'000;     // POP3 connections in total
     unsigned max_connections_per_ip = 20;
     unsigned max_sessions_per_user = 1;   // a second gets -ERR [IN-USE] (RFC 2449)
     unsigned max_failures = 3;            // failed logins per session before it is closed

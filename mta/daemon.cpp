@@ -152,8 +152,12 @@ int run_daemon(const std::string& config_path) {
   auto pop_window = policy::PopWindow::open(config.queue.directory + "/popauth", wall_clock_us());
   if (!pop_window) return fatal(pop_window.error());
   ctx.pop_window = pop_window.value().get();
-  io::OffloadThread auth_offload;  // outlives the workers (declared before them)
-  ctx.auth_offload = &auth_offload;
+  // Their jobs post completions to the workers' loops: both are stopped
+  // (below) while the workers, stopped too, still exist.
+  auto auth_offload = std::make_unique<io::OffloadThread>();
+  auto mail_offload = std::make_unique<io::OffloadThread>();
+  ctx.auth_offload = auth_offload.get();
+  ctx.mail_offload = mail_offload.get();
 
   std::unique_ptr<delivery::DeliveryEngine> engine;
   if (config.delivery.enabled) {
@@ -287,9 +291,12 @@ int run_daemon(const std::string& config_path) {
     if (!engine->finished()) engine->abandon();
     engine.reset();
   }
-  // The spool goes first: its writer may still complete requests of
-  // abandoned sessions, which post to the loops the workers still own.
+  // The spool and the offload threads go first: they may still complete
+  // requests of abandoned sessions, which post to the loops the workers
+  // still own (a stopped loop only queues them).
   spool.value().reset();
+  auth_offload.reset();
+  mail_offload.reset();
   workers.clear();
   log::event("stopped", {{"drained", drained ? "yes" : "no"}});
   log::shutdown();

@@ -118,6 +118,9 @@ struct ServerContext {
   policy::PopWindow* pop_window = nullptr;
   // Password hashing (crypt(3) is slow on purpose): off the loop threads.
   io::OffloadThread* auth_offload = nullptr;
+  // Mailbox file I/O of POP3 sessions and POP-window writes: a thread of
+  // their own, so that a burst of logins (hashes) does not stall reading mail.
+  io::OffloadThread* mail_offload = nullptr;
   std::atomic<bool> stopping{false};
   // Called (thread-safe) after each message is committed: wakes the
   // delivery engine so new mail leaves at once, not at the next scan. Set

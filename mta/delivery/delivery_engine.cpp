@@ -555,7 +555,9 @@ struct DeliveryEngine::Impl {
                  relay, encrypted, std::nullopt);
       co_return false;
     }
-    m.content = std::move(content.value());
+    // Another job of this message may have loaded it meanwhile and be
+    // sending from it: never replace content once set.
+    if (!m.content) m.content = std::move(content.value());
     co_return true;
   }
 
@@ -702,25 +704,44 @@ struct DeliveryEngine::Impl {
       return results;
     });
     const std::vector<local::MaildirResult> results = co_await write;
+    // A mailbox that could not take its copy while others of the same
+    // recipient did: that copy goes on as a message of its own (to
+    // user@domain, which resolves to the user), so a retry never writes the
+    // delivered copies again. When no copy was written, the recipient
+    // itself waits or fails.
+    size_t written = 0;
+    std::optional<RecipientOutcome> failure;
+    std::vector<std::string> requeue;
+    const std::string domain = address.substr(address.rfind('@') + 1);
     for (size_t k = 0; k < results.size(); ++k) {
       const local::MaildirResult& r = results[k];
-      if (r.kind == local::MaildirResult::Kind::over_quota) {
-        if (ls.quota_permanent)
-          co_return RecipientOutcome{index, Kind::permanent, 552, "5.2.2", "mailbox of " + mailboxes[k] + " is full"};
-        co_return RecipientOutcome{index, Kind::temporary, 452, "4.2.2", "mailbox of " + mailboxes[k] + " is full"};
+      if (r.kind == local::MaildirResult::Kind::delivered) {
+        ++written;
+        log::event("maildir", {{"qid", m.envelope.id}, {"rcpt", address}, {"user", mailboxes[k]}, {"file", r.path}});
+        continue;
       }
-      if (r.kind == local::MaildirResult::Kind::failed)
-        co_return RecipientOutcome{index, Kind::temporary, 451, "4.3.0", "mailbox " + mailboxes[k] + ": " + r.error};
-      log::event("maildir", {{"qid", m.envelope.id}, {"rcpt", address}, {"user", mailboxes[k]}, {"file", r.path}});
+      requeue.push_back(concat({mailboxes[k], "@", domain}));
+      if (failure) continue;
+      if (r.kind == local::MaildirResult::Kind::over_quota) {
+        // A message larger than the whole quota would wait in vain.
+        const bool never_fits = m.content->size() > ls.quota_of(mailboxes[k]);
+        failure = ls.quota_permanent || never_fits
+                      ? RecipientOutcome{index, Kind::permanent, 552, "5.2.2", "mailbox of " + mailboxes[k] + " is full"}
+                      : RecipientOutcome{index, Kind::temporary, 452, "4.2.2", "mailbox of " + mailboxes[k] + " is full"};
+      } else {
+        failure = RecipientOutcome{index, Kind::temporary, 451, "4.3.0", "mailbox " + mailboxes[k] + ": " + r.error};
+      }
     }
+    if (failure && written == 0 && forward.empty()) co_return *failure;
+    if (failure) forward.insert(forward.end(), requeue.begin(), requeue.end());
     if (!forward.empty()) {
       auto forwarded = forward_message(m, index, address, forward);
       Status st = co_await forwarded;
       if (!st) co_return RecipientOutcome{index, Kind::temporary, 451, "4.3.0", "cannot forward: " + st.error()};
     }
     std::string text = "delivered";
-    if (!mailboxes.empty()) text += " to " + std::to_string(mailboxes.size()) + " mailbox(es)";
-    if (!forward.empty()) text += ", forwarded to " + std::to_string(forward.size()) + " address(es)";
+    if (written > 0) text += " to " + std::to_string(written) + " mailbox(es)";
+    if (!forward.empty()) text += ", passed on to " + std::to_string(forward.size()) + " address(es)";
     co_return RecipientOutcome{index, Kind::delivered, 250, "2.0.0", text};
   }
 

@@ -58,6 +58,14 @@ Resolution LocalResolver::resolve(std::string_view address) const {
   const size_t at = full.rfind('@');
   if (at == 0) return {false, {}, "not a local address"};
   if (!is_local_domain(std::string_view(full).substr(at + 1))) return {false, {}, "not a local domain"};
+  // Percent routing (relay.percent_routing; the relay decision allows it
+  // only between local domains): "user%other@ours" is user@other.
+  if (const std::string_view local = std::string_view(full).substr(0, at); local.find('%') != std::string_view::npos) {
+    const size_t percent = local.find('%');
+    const std::string_view user = local.substr(0, percent), target = local.substr(percent + 1);
+    if (!user.empty() && target.find('%') == std::string_view::npos && is_local_domain(target))
+      full = concat({user, "@", target});
+  }
   Walk walk;
   if (!resolve_into(full, 0, walk) || walk.targets.empty()) {
     return {false, {}, walk.error.empty() ? std::string("no such user") : std::move(walk.error)};

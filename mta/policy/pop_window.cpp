@@ -64,26 +64,33 @@ Result<std::unique_ptr<PopWindow>> PopWindow::open(const std::string& directory,
     if (until) window->entries_[it->key().ToString()] = *until;
   }
   if (!it->status().ok()) return Error{"pop window store: " + it->status().ToString()};
-  std::lock_guard lock(window->mu_);
+  std::lock_guard writer(window->write_mu_);
   size_t removed = 0;
-  Status purged = window->purge_locked(now_us, &removed);
+  Status purged = window->purge_expired(now_us, &removed);
   if (!purged) return Error{purged.error()};
   return window;
 }
 
 PopWindow::~PopWindow() = default;
 
-Status PopWindow::purge_locked(int64_t now_us, size_t* removed) {
-  rocksdb::WriteBatch batch;
+// Writers take write_mu_ for the whole change and mu_ only to read or
+// update the map: sessions checking contains() never wait for an fsync.
+Status PopWindow::purge_expired(int64_t now_us, size_t* removed) {
   std::vector<std::string> expired;
-  for (const auto& [ip, until] : entries_)
-    if (until <= now_us) expired.push_back(ip);
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [ip, until] : entries_)
+      if (until <= now_us) expired.push_back(ip);
+  }
+  last_purge_us_ = now_us;
   if (expired.empty()) return {};
+  rocksdb::WriteBatch batch;
   for (const auto& ip : expired) batch.Delete(ip);
   rocksdb::WriteOptions sync;
   sync.sync = true;
   rocksdb::Status st = db_->Write(sync, &batch);
   if (!st.ok()) return Error{"pop window store: " + st.ToString()};
+  std::lock_guard lock(mu_);
   for (const auto& ip : expired) entries_.erase(ip);
   *removed = expired.size();
   return {};
@@ -92,14 +99,21 @@ Status PopWindow::purge_locked(int64_t now_us, size_t* removed) {
 Status PopWindow::add(std::string_view ip, int64_t until_us, int64_t now_us) {
   const auto key = canonical_ip(ip);
   if (!key) return Error{"not an IP address: " + std::string(ip)};
-  std::lock_guard lock(mu_);
+  std::lock_guard writer(write_mu_);
+  // Expired entries go at most once a minute (each purge reads the whole map).
   size_t removed = 0;
-  if (Status purged = purge_locked(now_us, &removed); !purged) return purged;
-  if (entries_.size() >= kMaxEntries && !entries_.contains(*key)) return Error{"the POP window store is full"};
+  if (now_us - last_purge_us_ >= kPurgeIntervalUs) {
+    if (Status purged = purge_expired(now_us, &removed); !purged) return purged;
+  }
+  {
+    std::lock_guard lock(mu_);
+    if (entries_.size() >= kMaxEntries && !entries_.contains(*key)) return Error{"the POP window store is full"};
+  }
   rocksdb::WriteOptions sync;
   sync.sync = true;
   rocksdb::Status st = db_->Put(sync, *key, encode_until(until_us));
   if (!st.ok()) return Error{"pop window store: " + st.ToString()};
+  std::lock_guard lock(mu_);
   entries_[*key] = until_us;
   return {};
 }
@@ -107,20 +121,24 @@ Status PopWindow::add(std::string_view ip, int64_t until_us, int64_t now_us) {
 Status PopWindow::remove(std::string_view ip) {
   const auto key = canonical_ip(ip);
   if (!key) return Error{"not an IP address: " + std::string(ip)};
-  std::lock_guard lock(mu_);
-  if (!entries_.contains(*key)) return Error{*key + " is not in the POP window"};
+  std::lock_guard writer(write_mu_);
+  {
+    std::lock_guard lock(mu_);
+    if (!entries_.contains(*key)) return Error{*key + " is not in the POP window"};
+  }
   rocksdb::WriteOptions sync;
   sync.sync = true;
   rocksdb::Status st = db_->Delete(sync, *key);
   if (!st.ok()) return Error{"pop window store: " + st.ToString()};
+  std::lock_guard lock(mu_);
   entries_.erase(*key);
   return {};
 }
 
 Result<size_t> PopWindow::purge(int64_t now_us) {
-  std::lock_guard lock(mu_);
+  std::lock_guard writer(write_mu_);
   size_t removed = 0;
-  if (Status st = purge_locked(now_us, &removed); !st) return Error{st.error()};
+  if (Status st = purge_expired(now_us, &removed); !st) return Error{st.error()};
   return removed;
 }
 

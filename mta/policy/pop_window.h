@@ -54,9 +54,13 @@ class PopWindow {
 
  private:
   PopWindow() = default;
-  Status purge_locked(int64_t now_us, size_t* removed);
+  // With write_mu_ held.
+  Status purge_expired(int64_t now_us, size_t* removed);
+  static constexpr int64_t kPurgeIntervalUs = 60'000'000;
 
-  mutable std::mutex mu_;
+  std::mutex write_mu_;        // one change at a time (map and store stay in step)
+  int64_t last_purge_us_ = 0;  // under write_mu_
+  mutable std::mutex mu_;      // the map; never held across a store write
   std::unordered_map<std::string, int64_t> entries_;
   std::unique_ptr<rocksdb::DB> db_;
 };

@@ -104,7 +104,8 @@ std::string check_addresses(const std::vector<std::string>& addresses) {
 }  // namespace
 
 bool valid_user_name(std::string_view name) {
-  if (name.empty() || name.size() > kMaxNameLength) return false;
+  // Names are Maildir directory names too: never ".", "..", or hidden.
+  if (name.empty() || name.size() > kMaxNameLength || name.front() == '.') return false;
   for (const char c : name) {
     const bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
     if (!ok) return false;

@@ -141,9 +141,17 @@ Session::Next Session::protocol_error(std::string_view text) {
 io::Task<void> Session::run() {
   auto& ctx = worker_.context();
   ConnectionLimiter::Refusal why = ConnectionLimiter::Refusal::none;
-  slot_ =
-      ctx.pop3_limiter.acquire(client_ip_, std::numeric_limits<unsigned>::max(), config().max_connections_per_ip, &why);
+  slot_ = ctx.pop3_limiter.acquire(client_ip_, config().max_connections, config().max_connections_per_ip, &why);
   conn_.set_write_timeout(config().login_timeout_ms);
+  const bool rate_ok = ctx.rate.allow(policy::RateKind::connection, client_ip_,
+                                      settings_->config.restrictions.connections_per_minute, now_us() / 1000);
+  if (slot_ && !rate_ok) {
+    log::event("connection_rejected",
+               {{"client", client_ip_}, {"listener", listener()}, {"reason", "connection rate"}});
+    err("[SYS/TEMP] Too many connections from this address, try again later");
+    co_await conn_.flush(config().login_timeout_ms);
+    co_return;
+  }
   if (!slot_) {
     log::event("connection_rejected",
                {{"client", client_ip_}, {"listener", listener()}, {"reason", "too many connections"}});
@@ -378,7 +386,7 @@ io::Task<Session::Next> Session::stls() {
 io::Task<Session::Next> Session::login(std::string user, std::string password, std::string_view mechanism) {
   auto& ctx = worker_.context();
   io::OffloadThread* offload = ctx.auth_offload;
-  if (!offload) {
+  if (!offload || !ctx.mail_offload) {
     // Hashing and file I/O must not run on the loop.
     log::event("pop3_unavailable", {{"client", client_ip_}, {"reason", "no offload thread"}});
     err("[SYS/TEMP] Login unavailable, try again later");
@@ -425,7 +433,7 @@ io::Task<Session::Next> Session::login(std::string user, std::string password, s
   lock_.hold(&ctx.mailbox_locks, user);
 
   const std::string root = settings_->config.local.maildir_root;
-  auto opening = offload->call(worker_.loop(), [root, user] { return Maildrop::open(root, user); });
+  auto opening = ctx.mail_offload->call(worker_.loop(), [root, user] { return Maildrop::open(root, user); });
   Result<Maildrop> opened = co_await opening;
   if (!opened) {
     log::event("maildrop_error", {{"client", client_ip_}, {"user", user}, {"error", opened.error()}});
@@ -442,7 +450,8 @@ io::Task<Session::Next> Session::login(std::string user, std::string password, s
     const int64_t now = now_us();
     const int64_t until = now + static_cast<int64_t>(settings_->config.relay.pop_window_minutes) * 60'000'000;
     const std::string ip = client_ip_;
-    auto adding = offload->call(worker_.loop(), [window, ip, until, now] { return window->add(ip, until, now); });
+    auto adding =
+        ctx.mail_offload->call(worker_.loop(), [window, ip, until, now] { return window->add(ip, until, now); });
     Status added = co_await adding;
     if (!added) log::event("pop_window_error", {{"client", client_ip_}, {"error", added.error()}});
   }
@@ -527,7 +536,7 @@ io::Task<Session::Next> Session::retrieve(size_t n, std::optional<size_t> top_li
   const uint64_t octets = *drop_->octets(n);
   Maildrop* drop = &*drop_;
   // The session is suspended meanwhile: nothing else touches the maildrop.
-  auto reading = worker_.context().auth_offload->call(worker_.loop(),
+  auto reading = worker_.context().mail_offload->call(worker_.loop(),
                                                       [drop, n, top_lines] { return drop->retrieve(n, top_lines); });
   Result<std::string> content = co_await reading;
   if (!content) {
@@ -558,7 +567,7 @@ io::Task<Session::Next> Session::update() {
     co_return Next::close;
   }
   Maildrop* drop = &*drop_;
-  auto committing = worker_.context().auth_offload->call(worker_.loop(), [drop] { return drop->commit(); });
+  auto committing = worker_.context().mail_offload->call(worker_.loop(), [drop] { return drop->commit(); });
   Result<size_t> removed = co_await committing;
   if (!removed) {
     log::event("maildrop_error", {{"client", client_ip_}, {"user", user_}, {"error", removed.error()}});

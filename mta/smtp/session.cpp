@@ -746,8 +746,7 @@ io::Task<Session::Next> Session::auth(const Command& cmd) {
     verified = co_await check;
   }
   if (verified) {
-    auth_user_ = user;
-    restricted_.clear();
+    auth_user_ = user;  // lifts restricted_ at MAIL for as long as the login holds
     log::event("auth", {{"client", client_ip_}, {"user", user}, {"mechanism", mechanism}});
     reply(235, "2.7.0", "Authentication successful");
     co_return Next::go_on;

@@ -155,23 +155,44 @@ def test_notify_success_gets_action_delivered(mail_ternd):
     assert ev["action"] == "delivered" and ev["to"] == "sender@example.test", ev
 
 
+def test_a_full_mailbox_in_an_alias_does_not_repeat_the_other_copies(mail_ternd):
+    t = mail_ternd(local={"user_quotas": {"alice": 450}}, retry={"first": {"count": 3, "interval": "1s"}})
+    send(t, ["alice@local.test"])  # fills most of alice's 450 bytes
+    wait_delivered(t, "alice")
+    send(t, ["sales@local.test"])
+    wait_delivered(t, "bob")
+    # alice's copy goes on as a message of its own, which waits for room.
+    assert t.wait_event("forwarded", rcpt="sales@local.test")
+    t.wait_event("deferred", rcpt="alice@local.test", dsn="4.2.2", timeout=20)
+    for _ in range(2):
+        t.ternctl("flush")
+        time.sleep(0.5)
+    assert len(maildir_files(t, "bob")) == 1
+    assert len(maildir_files(t, "alice")) == 1
+
+
 def test_a_user_quota_applies_to_that_user_only(mail_ternd):
-    t = mail_ternd(local={"user_quotas": {"alice": 100}})
+    t = mail_ternd(local={"user_quotas": {"alice": 450}})
+    send(t, ["alice@local.test"])
+    wait_delivered(t, "alice")
     send(t, ["alice@local.test", "bob@local.test"])
     ev = t.wait_event("deferred", rcpt="alice@local.test", timeout=20)
     assert ev["dsn"] == "4.2.2", ev
     wait_delivered(t, "bob")
-    assert maildir_files(t, "alice") == []
+    assert len(maildir_files(t, "alice")) == 1
 
 
 def test_quota_exceeded_is_temporary_or_permanent(mail_ternd):
-    t = mail_ternd(local={"quota": 100})
-    send(t, ["alice@local.test"])
-    ev = t.wait_event("deferred", rcpt="alice@local.test", timeout=20)
-    assert ev["dsn"] == "4.2.2", ev
-    p = mail_ternd(local={"quota": 100, "quota_permanent": True})
-    send(p, ["alice@local.test"])
-    ev = p.wait_event("undeliverable", rcpt="alice@local.test", timeout=20)
+    permanent = mail_ternd(local={"quota": 450, "quota_permanent": True})
+    send(permanent, ["alice@local.test"])
+    wait_delivered(permanent, "alice")
+    send(permanent, ["alice@local.test"])
+    ev = permanent.wait_event("undeliverable", rcpt="alice@local.test", timeout=20)
+    assert ev["dsn"] == "5.2.2", ev
+    # A message larger than the whole quota fails at once, whatever the setting.
+    small = mail_ternd(local={"quota": 100})
+    send(small, ["bob@local.test"])
+    ev = small.wait_event("undeliverable", rcpt="bob@local.test", timeout=20)
     assert ev["dsn"] == "5.2.2", ev
 
 

@@ -81,6 +81,7 @@ void expect_default_values(const Config& c) {
   EXPECT_EQ(c.pop3.allow_plaintext, d.pop3.allow_plaintext);
   EXPECT_EQ(c.pop3.login_timeout_ms, d.pop3.login_timeout_ms);
   EXPECT_EQ(c.pop3.timeout_ms, d.pop3.timeout_ms);
+  EXPECT_EQ(c.pop3.max_connections, d.pop3.max_connections);
   EXPECT_EQ(c.pop3.max_connections_per_ip, d.pop3.max_connections_per_ip);
   EXPECT_EQ(c.pop3.max_sessions_per_user, d.pop3.max_sessions_per_user);
   EXPECT_EQ(c.pop3.max_failures, d.pop3.max_failures);

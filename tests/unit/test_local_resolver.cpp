@@ -241,4 +241,12 @@ TEST(LocalResolver, PostmasterAliasPointsAtAPerson) {
   EXPECT_EQ(targets_of(r.resolve("postmaster@other.test")), std::vector{mailbox("postmaster")});
 }
 
+TEST(LocalResolver, PercentRoutingBetweenLocalDomains) {
+  auto r = resolver();
+  // "user%other@ours" is user@other when other is local too (one hop).
+  EXPECT_EQ(targets_of(r.resolve("info%other.test@example.org")), std::vector{mailbox("carol")});
+  EXPECT_FALSE(r.resolve("bob%evil.example@example.org").known);
+  EXPECT_FALSE(r.resolve("bob%evil.example%other.test@example.org").known);
+}
+
 }  // namespace
