@@ -31,6 +31,17 @@ from loopback import free_port, wait_banner  # noqa: E402
 PASSWORD = "bench password"
 
 
+def run_clients(target, n):
+    """Runs target(0) .. target(n-1) on threads; the seconds until all ended."""
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(n)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.monotonic() - started
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("build")
@@ -132,13 +143,7 @@ socket = "{work}/ctl.sock"
                     with lock:
                         sessions[0] += 1
                         retrs[0] += count
-            threads = [threading.Thread(target=client, args=(i,)) for i in range(args.users)]
-            t0 = time.monotonic()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            took = time.monotonic() - t0
+            took = run_clients(client, args.users)
             print(f"pop3: {args.users} clients, {sessions[0]} sessions in {took:.2f} s = "
                   f"{sessions[0] / took:,.1f} sessions/s, {retrs[0]} RETR = {retrs[0] / took:,.0f} RETR/s"
                   + (f", {len(errors)} errors: {errors[:3]}" if errors else ""))
@@ -155,13 +160,7 @@ socket = "{work}/ctl.sock"
                     p.quit()
                     with lock:
                         logins[0] += 1
-            threads = [threading.Thread(target=login_only, args=(i,)) for i in range(args.users)]
-            t0 = time.monotonic()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            took = time.monotonic() - t0
+            took = run_clients(login_only, args.users)
             print(f"pop3 logins (yescrypt): {logins[0]} in {took:.2f} s = {logins[0] / took:,.1f} sessions/s")
         finally:
             proc.terminate()

@@ -11,18 +11,13 @@
 #include <cstring>
 #include <sstream>
 
+#include "mta/clock.h"
 #include "mta/config.h"
 #include "mta/log.h"
 
 namespace tern {
 
 namespace {
-
-int64_t now_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 std::string iso_time(int64_t us) {
   if (us <= 0) return "";
@@ -203,7 +198,7 @@ std::string ControlServer::popauth(const std::vector<std::string>& args) {
   const char* usage = "error usage: popauth list | add IP [MINUTES] | del IP\n";
   if (args.empty()) return usage;
   if (!access_.pop_window) return "error the POP-before-SMTP window store is not available\n";
-  const int64_t now = now_us();
+  const int64_t now = wall_clock_us();
   if (args[0] == "list" && args.size() == 1) {
     std::string out = "ok\n";
     for (const auto& e : access_.pop_window->list(now))
@@ -240,7 +235,7 @@ std::string ControlServer::popauth(const std::vector<std::string>& args) {
 
 std::string ControlServer::queue_listing(bool json) {
   auto all = spool_.list();
-  int64_t now = now_us();
+  int64_t now = wall_clock_us();
   std::string out;
   if (json) {
     out = "[";
@@ -345,7 +340,7 @@ std::string ControlServer::move_all(const std::vector<std::string>& ids, const s
       all_ok = false;
       continue;
     } else {
-      st = spool_.move_sync(id, queue::QueueName::incoming, now_us());
+      st = spool_.move_sync(id, queue::QueueName::incoming, wall_clock_us());
     }
     if (!st) {
       out += id + ": " + st.error() + "\n";

@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "mta/clock.h"
 #include "mta/config.h"
 #include "mta/control_server.h"
 #include "mta/delivery/delivery_engine.h"
@@ -27,11 +28,6 @@ namespace {
 
 ConfigParse load(const std::string& path) {
   return path.empty() ? parse_config(default_config_toml(), "(embedded default)") : load_config_file(path);
-}
-
-int64_t wall_clock_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 std::string machine_hostname() {

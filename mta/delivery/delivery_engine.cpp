@@ -14,6 +14,7 @@
 #include <filesystem>
 
 #include "dns/route.h"
+#include "mta/clock.h"
 #include "mta/delivery/attempt_outcome.h"
 #include "mta/delivery/flush_target.h"
 #include "mta/dsn/notice_plan.h"
@@ -32,11 +33,6 @@ namespace {
 // RFC 5321 §5.1 asks to try several addresses; more than this many for one
 // destination only multiplies the wait when the destination is down.
 constexpr size_t kMaxAddressesPerDestination = 10;
-
-int64_t now_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 struct Message {
   queue::Envelope envelope;
@@ -212,7 +208,7 @@ struct DeliveryEngine::Impl {
       return out;
     });
     const std::vector<std::string> ids = co_await listing;
-    const int64_t now = now_us();
+    const int64_t now = wall_clock_us();
     size_t moved = 0;
     for (const auto& id : ids) {
       if (in_flight.contains(id)) continue;  // being delivered right now
@@ -282,7 +278,7 @@ struct DeliveryEngine::Impl {
         return out;
       });
       const std::vector<std::string> ids = co_await listing;
-      const int64_t now = now_us();
+      const int64_t now = wall_clock_us();
       for (const auto& id : ids) {
         Status st = co_await SpoolAwait{*loop, [&](queue::Spool::Done d) {
                                           spool.move(id, queue::QueueName::incoming, now, std::move(d));
@@ -335,7 +331,7 @@ struct DeliveryEngine::Impl {
   }
 
   io::Task<void> scan_once() {
-    const int64_t now = now_us();
+    const int64_t now = wall_clock_us();
     for (const auto q : {queue::QueueName::incoming, queue::QueueName::retry1, queue::QueueName::retry2}) {
       const size_t limit = settings.scan_batch;
       auto read_due = offload.call(*loop, [this, q, now, limit] { return spool.due(q, now, limit); });
@@ -529,9 +525,9 @@ struct DeliveryEngine::Impl {
 
   // Idle: wait for a job up to connection_cache_ms. False when none came.
   io::Task<bool> wait_for_job(Destination& d) {
-    const int64_t deadline = now_us() + settings.connection_cache_ms * 1000;
+    const int64_t deadline = wall_clock_us() + settings.connection_cache_ms * 1000;
     while (!stopping && d.jobs.empty()) {
-      const int64_t left_ms = (deadline - now_us()) / 1000;
+      const int64_t left_ms = (deadline - wall_clock_us()) / 1000;
       if (left_ms <= 0) break;
       auto nap = loop->sleep(left_ms);
       d.idle.push_back(&nap);
@@ -567,7 +563,7 @@ struct DeliveryEngine::Impl {
     const bool loaded = co_await loading;
     if (!loaded) co_return;
     if (settings.destination_rate > 0) {
-      const int64_t now = now_us();
+      const int64_t now = wall_clock_us();
       const int64_t slot = std::max(now, d.next_send_us);
       d.next_send_us = slot + static_cast<int64_t>(1e6 / settings.destination_rate);
       if (slot - now >= 1000) co_await loop->sleep((slot - now) / 1000);
@@ -763,7 +759,7 @@ struct DeliveryEngine::Impl {
       r.notify = m.envelope.recipients[index].notify;
       e.recipients.push_back(std::move(r));
     }
-    const int64_t now = now_us();
+    const int64_t now = wall_clock_us();
     e.arrival_us = now;
     e.protocol = "local";
     e.message_id = m.envelope.message_id;
@@ -798,7 +794,7 @@ struct DeliveryEngine::Impl {
         log::event("spool_error", {{"qid", id}, {"reason", "notice without the message: " + content.error()}});
       }
     }
-    const int64_t now = now_us();
+    const int64_t now = wall_clock_us();
     dsn::NoticePlan plan =
         dsn::plan_notices(m.envelope, events, m.content ? std::string_view(*m.content) : std::string_view(),
                           settings.notices, now, m.envelope.arrival_us + settings.retry.max_age_us,
@@ -854,7 +850,7 @@ struct DeliveryEngine::Impl {
       if (!known) co_return Error{"not a pending recipient of " + env.id + ": " + name};
     }
     std::vector<dsn::RecipientEvent> events;
-    const int64_t now = now_us();
+    const int64_t now = wall_clock_us();
     for (size_t i = 0; i < env.recipients.size(); ++i) {
       queue::Recipient& r = env.recipients[i];
       if (r.state != queue::RecipientState::pending) continue;
@@ -890,7 +886,7 @@ struct DeliveryEngine::Impl {
   void finish_job(const Job& job, const std::vector<RecipientOutcome>& outcomes, const std::string& relay,
                   bool encrypted, std::optional<dsn::Action> on_success) {
     Message& m = *job.message;
-    const int64_t now = now_us();
+    const int64_t now = wall_clock_us();
     for (const auto& o : outcomes) {
       record_outcome(m.envelope, o, relay, now);
       if (o.recipient >= m.envelope.recipients.size()) continue;
@@ -910,7 +906,7 @@ struct DeliveryEngine::Impl {
     ++live_tasks;
     queue::Envelope& env = message->envelope;
     const std::string id = env.id;
-    const int64_t now = now_us();
+    const int64_t now = wall_clock_us();
     const Disposition disposition = settle(env, settings.retry, now, message->waiting, rng);
     // The notices go to the spool before the outcome that calls for them:
     // a crash in between means a notice too many, never one missing.
@@ -947,7 +943,7 @@ struct DeliveryEngine::Impl {
       case Disposition::Kind::retry:
       case Disposition::Kind::hold: {
         stored = co_await SpoolAwait{*loop, [&](queue::Spool::Done done) { spool.update(env, std::move(done)); }};
-        const int64_t in_s = (env.next_attempt_us - now_us()) / 1'000'000;
+        const int64_t in_s = (env.next_attempt_us - wall_clock_us()) / 1'000'000;
         log::event(disposition.kind == Disposition::Kind::hold ? "on_hold" : to_string(env.queue),
                    {{"qid", id}, {"attempts", env.attempts}, {"next_attempt_in_s", std::max<int64_t>(in_s, 0)},
                     {"reason", env.last_error}});

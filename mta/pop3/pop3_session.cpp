@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include "mta/clock.h"
 #include "mta/io/connection.h"
 #include "mta/log.h"
 #include "mta/pop3/maildrop.h"
@@ -30,11 +31,6 @@ constexpr size_t kMaxSaslLine = 2048;
 constexpr unsigned kMaxErrors = 20;
 
 constexpr std::string_view kCleartextRefused = "[AUTH] Cleartext login not allowed, use STLS";
-
-int64_t now_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 std::string num(uint64_t n) {
   return std::to_string(n);
@@ -144,7 +140,7 @@ io::Task<void> Session::run() {
   slot_ = ctx.pop3_limiter.acquire(client_ip_, config().max_connections, config().max_connections_per_ip, &why);
   conn_.set_write_timeout(config().login_timeout_ms);
   const bool rate_ok = ctx.rate.allow(policy::RateKind::connection, client_ip_,
-                                      settings_->config.restrictions.connections_per_minute, now_us() / 1000);
+                                      settings_->config.restrictions.connections_per_minute, wall_clock_us() / 1000);
   if (slot_ && !rate_ok) {
     log::event("connection_rejected",
                {{"client", client_ip_}, {"listener", listener()}, {"reason", "connection rate"}});
@@ -160,7 +156,7 @@ io::Task<void> Session::run() {
     co_return;
   }
   log::event("connect", {{"client", client_ip_}, {"listener", listener()}});
-  if (ctx.auth_blocks.blocked(client_ip_, now_us())) {
+  if (ctx.auth_blocks.blocked(client_ip_, wall_clock_us())) {
     log::event("connection_rejected",
                {{"client", client_ip_}, {"listener", listener()}, {"reason", "too many failed logins"}});
     err("[SYS/TEMP] Too many failed logins from this address, try again later");
@@ -398,7 +394,7 @@ io::Task<Session::Next> Session::login(std::string user, std::string password, s
   // Past auth.user_failures_per_minute failures of this user (from any
   // address), every login of that user fails, right password or not.
   const std::string user_key = concat({"user:", user});
-  const bool user_locked = ctx.rate.recent(policy::RateKind::login_failure, user_key, now_us() / 1000) >=
+  const bool user_locked = ctx.rate.recent(policy::RateKind::login_failure, user_key, wall_clock_us() / 1000) >=
                            settings_->config.auth.user_failures_per_minute;
   if (users && !user.empty() && !password.empty() && !user_locked) {
     // crypt(3) is slow by design: off the loop thread. An unknown user
@@ -408,7 +404,7 @@ io::Task<Session::Next> Session::login(std::string user, std::string password, s
   }
   if (!verified) {
     ++failures_;
-    ctx.rate.allow(policy::RateKind::login_failure, user_key, std::numeric_limits<unsigned>::max(), now_us() / 1000);
+    ctx.rate.allow(policy::RateKind::login_failure, user_key, std::numeric_limits<unsigned>::max(), wall_clock_us() / 1000);
     log::event("pop3_login_failed", {{"client", client_ip_},
                                      {"user", user},
                                      {"mechanism", mechanism},
@@ -418,7 +414,7 @@ io::Task<Session::Next> Session::login(std::string user, std::string password, s
     err("[AUTH] Invalid login");
     if (failures_ < config().max_failures) co_return Next::go_on;
     // As for SMTP AUTH: the address is refused for a while on every listener.
-    ctx.auth_blocks.block(client_ip_, now_us() + settings_->config.auth.failure_block_time_ms * 1000);
+    ctx.auth_blocks.block(client_ip_, wall_clock_us() + settings_->config.auth.failure_block_time_ms * 1000);
     log::event("connection_rejected",
                {{"client", client_ip_}, {"listener", listener()}, {"reason", "too many failed logins"}});
     co_return Next::close;
@@ -447,7 +443,7 @@ io::Task<Session::Next> Session::login(std::string user, std::string password, s
   // write: off the loop, and done before +OK so that the client can relay
   // as soon as it has seen it.
   if (policy::PopWindow* window = ctx.pop_window) {
-    const int64_t now = now_us();
+    const int64_t now = wall_clock_us();
     const int64_t until = now + static_cast<int64_t>(settings_->config.relay.pop_window_minutes) * 60'000'000;
     const std::string ip = client_ip_;
     auto adding =

@@ -251,6 +251,17 @@ std::variant<MailArgument, Reply> parse_mail_argument(std::string_view arg) {
   return mail;
 }
 
+std::string_view parameter_text(std::string_view arg) {
+  const size_t colon = arg.find(':');
+  if (colon == std::string_view::npos) return {};
+  arg.remove_prefix(colon + 1);
+  while (!arg.empty() && arg.front() == ' ') arg.remove_prefix(1);
+  arg.remove_prefix(path_length(arg));
+  while (!arg.empty() && arg.front() == ' ') arg.remove_prefix(1);
+  while (!arg.empty() && arg.back() == ' ') arg.remove_suffix(1);
+  return arg;
+}
+
 std::variant<RcptArgument, Reply> parse_rcpt_argument(std::string_view arg, bool smtputf8_transaction) {
   if (!remove_keyword_prefix(arg, "TO:")) return syntax_error("Syntax: RCPT TO:<address> [parameters]");
   const size_t path_end = path_length(arg);

@@ -44,6 +44,12 @@ struct RcptArgument {
 std::variant<MailArgument, Reply> parse_mail_argument(std::string_view arg);
 std::variant<RcptArgument, Reply> parse_rcpt_argument(std::string_view arg, bool smtputf8_transaction);
 
+// The parameter text of a MAIL or RCPT argument as the client sent it: what
+// follows the path ("FROM:" / "TO:", optional spaces, the path up to the
+// first space outside a quoted local part), trimmed of surrounding spaces.
+// For arguments that parsed; tern-sink records it.
+std::string_view parameter_text(std::string_view arg);
+
 // RFC 3461 §4 xtext decoding; nullopt-like failure returned as false.
 bool xtext_decode(std::string_view in, std::string& out);
 // RFC 3461 §4 xtext: "!" to "~" as they are except "+" and "=";

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <limits>
 
+#include "mta/clock.h"
 #include "mta/text.h"
 #include "mta/log.h"
 #include "mta/smtp/domain_syntax.h"
@@ -20,12 +21,6 @@ namespace {
 // Bodies go to the spool in chunks of this size, so a 50 MB message never
 // sits whole in memory (see docs/ARCHITECTURE.md, "Large messages").
 constexpr size_t kChunkSize = 256 * 1024;
-
-int64_t now_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 std::string_view verb_name(Verb v) {
   switch (v) {
@@ -254,7 +249,7 @@ Session::Next Session::mail(const Command& cmd) {
   }
   auto& ctx = worker_.context();
   if (!ctx.rate.allow(policy::RateKind::message, client_ip_, settings_->config.restrictions.messages_per_minute,
-                      now_us() / 1000)) {
+                      wall_clock_us() / 1000)) {
     log::event("rate_limited", {{"client", client_ip_}, {"kind", "messages"}});
     return fail(451, "4.7.0", "Too many messages from this address, slow down");
   }
@@ -298,7 +293,7 @@ Session::Next Session::rcpt(const Command& cmd) {
   if (recipients_.size() >= limits().max_recipients)
     return fail(452, "4.5.3", "Too many recipients");
   if (!worker_.context().rate.allow(policy::RateKind::recipient, client_ip_,
-                                    settings_->config.restrictions.recipients_per_minute, now_us() / 1000)) {
+                                    settings_->config.restrictions.recipients_per_minute, wall_clock_us() / 1000)) {
     log::event("rate_limited", {{"client", client_ip_}, {"kind", "recipients"}});
     return fail(451, "4.7.0", "Too many recipients from this address, slow down");
   }
@@ -343,7 +338,7 @@ void Session::begin_content(DataReader::Mode mode) {
   cl.allow_bare_lf = lim.allow_bare_lf;
   reader_.emplace(mode, cl);
   queue_id_ = queue::new_queue_id();
-  content_started_us_ = now_us();
+  content_started_us_ = wall_clock_us();
   chunks_written_ = 0;
   stored_bytes_ = 0;
   TraceInfo t;
@@ -605,10 +600,15 @@ io::Task<Session::Next> Session::starttls(const Command& cmd) {
 
 bool Session::in_pop_window() const {
   const auto* window = worker_.context().pop_window;
-  return window && window->contains(client_ip_, now_us());
+  return window && window->contains(client_ip_, wall_clock_us());
 }
 
-RelayClient Session::relay_client() const { return RelayClient{client_ip_, !auth_user_.empty(), in_pop_window()}; }
+RelayClient Session::relay_client() const {
+  // The window matters to the relay decision in mode pop_before_smtp only:
+  // other modes do not pay for the lookup at every RCPT.
+  const bool pop_mode = settings_->relay.mode() == RelayMode::pop_before_smtp;
+  return RelayClient{client_ip_, !auth_user_.empty(), pop_mode && in_pop_window()};
+}
 
 bool Session::auth_offered() const {
   return settings_->users && (conn_.tls() || settings_->config.auth.allow_plaintext);
@@ -617,7 +617,7 @@ bool Session::auth_offered() const {
 io::Task<bool> Session::admit() {
   auto& ctx = worker_.context();
   const auto& restrictions = settings_->config.restrictions;
-  const int64_t now = now_us();
+  const int64_t now = wall_clock_us();
   if (ctx.auth_blocks.blocked(client_ip_, now)) {
     log::event("connection_rejected", {{"client", client_ip_}, {"reason", "too many failed logins"}});
     reply(421, "4.7.0", settings_->hostname + " Too many failed logins from this address, try again later");
@@ -738,7 +738,7 @@ io::Task<Session::Next> Session::auth(const Command& cmd) {
   auto& rate = worker_.context().rate;
   const std::string user_key = concat({"user:", user});
   const bool user_locked =
-      rate.recent(policy::RateKind::login_failure, user_key, now_us() / 1000) >= config.user_failures_per_minute;
+      rate.recent(policy::RateKind::login_failure, user_key, wall_clock_us() / 1000) >= config.user_failures_per_minute;
   if (!password.empty() && !user_locked) {
     auto users = settings_->users;
     auto check = worker_.context().auth_offload->call(
@@ -752,14 +752,14 @@ io::Task<Session::Next> Session::auth(const Command& cmd) {
     co_return Next::go_on;
   }
   ++auth_failures_;
-  rate.allow(policy::RateKind::login_failure, user_key, std::numeric_limits<unsigned>::max(), now_us() / 1000);
+  rate.allow(policy::RateKind::login_failure, user_key, std::numeric_limits<unsigned>::max(), wall_clock_us() / 1000);
   log::event("auth_failed", {{"client", client_ip_}, {"user", user}, {"mechanism", mechanism},
                              {"failures", auth_failures_}, {"user_locked", user_locked ? "yes" : "no"}});
   // A delay per failure slows password guessing; at the limit the client
   // goes, and its address is refused for a while.
   if (config.failure_delay_ms > 0) co_await worker_.loop().sleep(config.failure_delay_ms);
   if (auth_failures_ >= config.max_failures) {
-    worker_.context().auth_blocks.block(client_ip_, now_us() + config.failure_block_time_ms * 1000);
+    worker_.context().auth_blocks.block(client_ip_, wall_clock_us() + config.failure_block_time_ms * 1000);
     log::event("connection_rejected", {{"client", client_ip_}, {"reason", "too many failed logins"}});
     reply(421, "4.7.0", "Too many failed authentication attempts, closing connection");
     co_return Next::close;

@@ -307,6 +307,20 @@ class Ternd:
         return out
 
 
+def check_config(workdir, text):
+    """`ternd --check-config` on a file with `text`."""
+    _require(TERND)
+    path = os.path.join(workdir, "c.toml")
+    with open(path, "w") as f:
+        f.write(text)
+    return subprocess.run([TERND, "--check-config", path], capture_output=True, text=True, timeout=30)
+
+
+def error_lines(r):
+    """The non-empty lines a --check-config run wrote to stderr."""
+    return [l for l in r.stderr.splitlines() if l.strip()]
+
+
 def parse_kv(line):
     """Parses `<time> event=code k=v k="quoted \\" v"` into a dict."""
     m = re.match(r"^(\S+)\s+event=", line)

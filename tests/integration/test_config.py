@@ -6,23 +6,11 @@ import subprocess
 
 import pytest
 
-from conftest import TERND, _require, expect, wait_until
-
-
-def check(workdir, text):
-    _require(TERND)
-    path = os.path.join(workdir, "c.toml")
-    with open(path, "w") as f:
-        f.write(text)
-    return subprocess.run([TERND, "--check-config", path], capture_output=True, text=True, timeout=30)
-
-
-def error_lines(r):
-    return [l for l in r.stderr.splitlines() if l.strip()]
+from conftest import TERND, _require, check_config, error_lines, expect, wait_until
 
 
 def test_valid_config(workdir):
-    r = check(workdir, f"""
+    r = check_config(workdir, f"""
 [server]
 hostname = "mx.example.test"
 workers = 2
@@ -65,7 +53,7 @@ socket = "{workdir}/ctl.sock"
 
 
 def test_empty_config_is_valid(workdir):
-    r = check(workdir, "")
+    r = check_config(workdir, "")
     assert r.returncode == 0, r.stderr
 
 
@@ -84,26 +72,26 @@ def test_empty_config_is_valid(workdir):
     ('[queue]\nspace_check_interval = "soon"\n', 2, "queue.space_check_interval"),
 ])
 def test_bad_value_names_line_and_key(workdir, text, line, key):
-    r = check(workdir, text)
+    r = check_config(workdir, text)
     assert r.returncode == 1, (r.returncode, r.stderr)
     lines = error_lines(r)
     assert any(f"line {line}" in l and key in l for l in lines), r.stderr
 
 
 def test_unknown_key(workdir):
-    r = check(workdir, '[smtp]\nmax_recipients = 10\nmax_recipient = 5\n')
+    r = check_config(workdir, '[smtp]\nmax_recipients = 10\nmax_recipient = 5\n')
     assert r.returncode == 1
     assert any("line 3" in l and "smtp.max_recipient" in l for l in error_lines(r)), r.stderr
 
 
 def test_unknown_section(workdir):
-    r = check(workdir, '[server]\nworkers = 1\n[smpt]\nlisten = ["127.0.0.1:25"]\n')
+    r = check_config(workdir, '[server]\nworkers = 1\n[smpt]\nlisten = ["127.0.0.1:25"]\n')
     assert r.returncode == 1
     assert any("smpt" in l for l in error_lines(r)), r.stderr
 
 
 def test_all_errors_reported(workdir):
-    r = check(workdir, '[smtp]\nmax_errors = "x"\nmax_recipients = "y"\n\n[log]\nformat = "xml"\n')
+    r = check_config(workdir, '[smtp]\nmax_errors = "x"\nmax_recipients = "y"\n\n[log]\nformat = "xml"\n')
     assert r.returncode == 1
     lines = error_lines(r)
     for ln, key in ((2, "smtp.max_errors"), (3, "smtp.max_recipients"), (6, "log.format")):
@@ -113,7 +101,7 @@ def test_all_errors_reported(workdir):
 
 
 def test_toml_syntax_error(workdir):
-    r = check(workdir, '[smtp]\nmax_errors = = 3\n')
+    r = check_config(workdir, '[smtp]\nmax_errors = = 3\n')
     assert r.returncode == 1
     assert "line 2" in r.stderr, r.stderr
 
@@ -197,7 +185,7 @@ def test_embedded_default_config(workdir):
 
 
 def test_check_config_ok_message(workdir):
-    r = check(workdir, '[smtp]\nmax_errors = 5\n')
+    r = check_config(workdir, '[smtp]\nmax_errors = 5\n')
     assert r.returncode == 0
     assert r.stdout.strip().endswith(": ok") or (r.stdout + r.stderr).strip().endswith(": ok"), (r.stdout, r.stderr)
 
@@ -216,20 +204,20 @@ def test_check_config_ok_message(workdir):
     ('[tls]\n\ncertificate = "/tmp/x.crt"\n', 3, "tls"),                        # certificate without key
 ])
 def test_more_bad_values(workdir, text, line, key):
-    r = check(workdir, text)
+    r = check_config(workdir, text)
     assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
     assert any(f"line {line}" in l and key in l for l in error_lines(r)), r.stderr
 
 
 def test_duplicate_key_is_syntax_error_reported_alone(workdir):
-    r = check(workdir, '[smtp]\nmax_errors = "x"\nmax_recipients = 5\nmax_recipients = 6\n')
+    r = check_config(workdir, '[smtp]\nmax_errors = "x"\nmax_recipients = 5\nmax_recipients = 6\n')
     assert r.returncode == 1
     lines = [l for l in error_lines(r) if re.search(r"line \d+", l)]
     assert len(lines) == 1 and "line 4" in lines[0], r.stderr
 
 
 def test_errors_in_line_order(workdir):
-    r = check(workdir, '[log]\nformat = "xml"\n[smtp]\nmax_errors = "x"\n[server]\nworkers = "y"\n')
+    r = check_config(workdir, '[log]\nformat = "xml"\n[smtp]\nmax_errors = "x"\n[server]\nworkers = "y"\n')
     assert r.returncode == 1
     nums = [int(m.group(1)) for l in error_lines(r) for m in [re.search(r"line (\d+)", l)] if m]
     assert nums == [2, 4, 6], r.stderr

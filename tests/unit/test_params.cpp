@@ -263,5 +263,12 @@ TEST(XtextDecode, Rejects) {
   EXPECT_FALSE(xtext_decode(std::string_view("a\0b", 3), out));
 }
 
+TEST(ParameterText, IsWhatFollowsThePathAsSent) {
+  EXPECT_EQ(parameter_text("FROM:<a@b.test> SIZE=10  BODY=8BITMIME "), "SIZE=10  BODY=8BITMIME");
+  EXPECT_EQ(parameter_text("TO: <\"x y\"@b.test> NOTIFY=NEVER"), "NOTIFY=NEVER");
+  EXPECT_EQ(parameter_text("FROM:<>"), "");
+  EXPECT_EQ(parameter_text("no colon"), "");
+}
+
 }  // namespace
 }  // namespace tern::smtp

@@ -16,38 +16,6 @@ constexpr size_t kMaxCommandLine = 4096;
 constexpr size_t kMaxHeaderKept = size_t{64} * 1024;
 constexpr uint32_t kDelaySliceMs = 100;
 
-// The ESMTP parameters of a MAIL / RCPT argument that parsed, as the client
-// sent them: the text after the path ("FROM:" / "TO:", optional spaces, then
-// the path up to the first space outside a quoted local part, as
-// smtp::parse_mail_argument splits it), trimmed of surrounding spaces.
-std::string_view parameter_text(std::string_view arg) {
-  const size_t colon = arg.find(':');
-  if (colon == std::string_view::npos) return {};
-  arg.remove_prefix(colon + 1);
-  while (!arg.empty() && arg.front() == ' ') arg.remove_prefix(1);
-  bool quoted = false;
-  size_t path_end = arg.size();
-  for (size_t i = 0; i < arg.size(); ++i) {
-    const char c = arg[i];
-    if (quoted) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        quoted = false;
-      }
-    } else if (c == '"') {
-      quoted = true;
-    } else if (c == ' ') {
-      path_end = i;
-      break;
-    }
-  }
-  arg.remove_prefix(path_end);
-  while (!arg.empty() && arg.front() == ' ') arg.remove_prefix(1);
-  while (!arg.empty() && arg.back() == ' ') arg.remove_suffix(1);
-  return arg;
-}
-
 }  // namespace
 
 io::Task<void> run_sink_session(SinkWorker& worker, io::UniqueFd fd) {
@@ -244,7 +212,7 @@ io::Task<SinkSession::Next> SinkSession::mail(const smtp::Command& cmd) {
   smtputf8_ = m.smtputf8;
   if (storing()) {
     envelope_.sender = m.sender.str();
-    envelope_.mail_params = parameter_text(cmd.argument);
+    envelope_.mail_params = smtp::parameter_text(cmd.argument);
   }
   reply(250, "2.1.0", "Ok");
   co_return Next::go_on;
@@ -275,7 +243,7 @@ io::Task<SinkSession::Next> SinkSession::rcpt(const smtp::Command& cmd) {
   ++recipient_count_;
   if (storing()) {
     envelope_.recipients.push_back(r.recipient.str());
-    envelope_.rcpt_params.emplace_back(parameter_text(cmd.argument));
+    envelope_.rcpt_params.emplace_back(smtp::parameter_text(cmd.argument));
   }
   reply(250, "2.1.5", "Ok");
   co_return Next::go_on;
