@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import TERND, _require, check_config, error_lines, expect, wait_until
+from conftest import REPO, TERND, _require, check_config, error_lines, expect, wait_until
 
 
 def test_valid_config(workdir):
@@ -241,3 +241,14 @@ def test_duration_units(ternd_factory, value):
         start = time.monotonic()
         expect(c.reply(timeout=10), 421, "4.4.2")
         assert 0.5 <= time.monotonic() - start <= 6
+
+
+def test_the_reference_shows_the_embedded_default_configuration():
+    """docs/configuration.md quotes the default file whole: it must not drift."""
+    _require(TERND)
+    embedded = subprocess.run([TERND, "--print-default-config"], capture_output=True, text=True, timeout=30).stdout
+    with open(os.path.join(REPO, "docs", "configuration.md")) as f:
+        doc = f.read()
+    section = doc[doc.index("## The default configuration"):]
+    start = section.index("\n", section.index("```")) + 1
+    assert section[start:section.index("```", start)] == embedded
