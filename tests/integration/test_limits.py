@@ -1,5 +1,6 @@
 """Resource limits: sizes, counts, connections, timeouts."""
 import socket
+import threading
 import time
 
 from conftest import RawSMTP, expect, qid_of, simple_message
@@ -416,3 +417,29 @@ def test_rset_during_bdat(ternd):
         qid = qid_of(expect(c.reply(), 250, "2.0.0"))
     assert [e["id"] for e in ternd.queue()] == [qid]
     assert ternd.body_bytes(qid).endswith(b"\r\nHi\r\n\r\n")
+
+
+def test_100000_pipelined_commands(ternd):
+    """Each pipelined command that is already buffered completes without
+    suspending; that must not nest one more stack frame per command (an
+    unoptimised or sanitizer build overflowed its stack at ~3,000)."""
+    count = 100_000
+    commands = b"NOOP\r\n" * count + b"QUIT\r\n"
+    with ternd.raw(timeout=60) as c:
+        # The replies (1.5 MB) come back while we are still sending: send
+        # from a thread so neither side blocks the other.
+        sender = threading.Thread(target=c.sock.sendall, args=(commands,))
+        sender.start()
+        noop_replies = 0
+        for _ in range(count):
+            r = c.reply(timeout=60)
+            assert r.code == 250, r
+            noop_replies += 1
+        expect(c.reply(timeout=60), 221)
+        sender.join(30)
+        assert noop_replies == count
+        assert c.closed()
+    assert ternd.running()
+    # Still serving afterwards.
+    with ternd.raw() as c:
+        expect(c.cmd("NOOP"), 250)
