@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <toml++/toml.h>
 #include <unistd.h>
 
@@ -38,6 +40,12 @@ constexpr std::string_view kDefaultConfig =
 workers = 0
 # On SIGTERM, how long open transactions get to finish before connections close.
 drain_timeout = "30s"
+# Started as root, ternd binds its listeners, gives the spool and its other
+# directories to this account and becomes it for good before it reads any
+# network input. "" = keep running as whoever started it.
+user = ""
+# The account's group; "" = the user's login group.
+group = ""
 
 [smtp]
 # MTA listeners (port 25 in production): "ip:port" or "[ipv6]:port".
@@ -266,9 +274,11 @@ local_addresses = []
 [queue]
 # Spool directory (RocksDB), created if missing.
 directory = "./var/spool"
-# Below this much free disk space new transactions get 452 4.3.1.
-min_free_space = "100M"
-# How often free disk space is measured.
+# Below this much free disk space new transactions get 452 4.3.1. Never
+# less than RocksDB's write reserve (about 75M) plus smtp.max_message_size:
+# a lower value is raised to that (min_free_space_raised in the log).
+min_free_space = "200M"
+# How often free disk space is measured while no mail arrives.
 space_check_interval = "5s"
 # How long the log of finished messages is kept.
 finished_retention = "7d"
@@ -508,6 +518,8 @@ class ConfigReader {
     if (key == "server.hostname") read_hostname(key, node);
     else if (key == "server.workers") read_count(key, node, 0, server.workers);
     else if (key == "server.drain_timeout") read_duration(key, node, true, server.drain_timeout_ms);
+    else if (key == "server.user") read_account(key, node, false, server.user);
+    else if (key == "server.group") read_account(key, node, true, server.group);
 
     else if (key == "smtp.listen") read_listen(key, node, false, smtp.listen);
     else if (key == "smtp.submission") read_listen(key, node, true, smtp.submission);
@@ -637,6 +649,20 @@ class ConfigReader {
   }
 
   // An address without angle brackets ("user@domain"); "" allowed.
+  // A user or group name that exists on this machine ("" = none).
+  void read_account(const std::string& key, const toml::node& node, bool is_group, std::string& out) {
+    std::string name;
+    if (!read_string(key, node, name)) return;
+    if (!name.empty()) {
+      bool exists = is_group ? getgrnam(name.c_str()) != nullptr : getpwnam(name.c_str()) != nullptr;
+      if (!exists) {
+        fail(line_of(node), key, std::string("no such ") + (is_group ? "group " : "user ") + quoted(name));
+        return;
+      }
+    }
+    out = std::move(name);
+  }
+
   void read_address(const std::string& key, const toml::node& node, std::string& out) {
     std::string text;
     if (!read_string(key, node, text)) return;
@@ -1072,6 +1098,9 @@ class ConfigReader {
   }
 
   void check_combinations() {
+    if (!config_.server.group.empty() && config_.server.user.empty()) {
+      fail(line_for("server.group", "server.group"), "server.group", "needs server.user");
+    }
     const auto& tls = config_.tls;
     if (!tls.certificate.empty() && tls.private_key.empty()) {
       fail(line_for("tls.private_key", "tls.certificate"), "tls.private_key",

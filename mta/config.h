@@ -18,6 +18,8 @@ struct Config {
     std::string hostname;        // default: the machine's host name
     unsigned workers = 0;        // io_uring loops; 0 = one per CPU
     int64_t drain_timeout_ms = 30'000;  // graceful stop: time transactions get to finish
+    std::string user;   // started as root: become this account after binding the listeners; "" = stay
+    std::string group;  // its group; "" = the user's login group
   } server;
 
   struct Smtp {
@@ -162,7 +164,7 @@ struct Config {
   } dns;
   struct Queue {
     std::string directory = "./var/spool";
-    uint64_t min_free_space = 104'857'600;    // bytes; below it new transactions get 452 4.3.1
+    uint64_t min_free_space = 209'715'200;    // bytes; below it new transactions get 452 4.3.1
     int64_t space_check_interval_ms = 5'000;
     int64_t finished_retention_ms = 7LL * 24 * 3600 * 1000;
   } queue;

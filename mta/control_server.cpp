@@ -83,7 +83,13 @@ ControlServer::~ControlServer() {
   if (!path_.empty()) unlink(path_.c_str());
 }
 
-Status ControlServer::start(const std::string& socket_path) {
+void ControlServer::start(io::UniqueFd listening, const std::string& socket_path) {
+  path_ = socket_path;
+  listen_fd_ = std::move(listening);
+  thread_ = std::thread([this] { serve(); });
+}
+
+Result<io::UniqueFd> ControlServer::listen(const std::string& socket_path) {
   sockaddr_un addr{};
   if (socket_path.size() >= sizeof addr.sun_path) return Error{"control socket path too long: " + socket_path};
   addr.sun_family = AF_UNIX;
@@ -99,11 +105,8 @@ Status ControlServer::start(const std::string& socket_path) {
   if (bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0)
     return Error{"bind " + socket_path + ": " + strerror(errno)};
   chmod(socket_path.c_str(), 0600);  // administrators only
-  if (listen(fd.get(), 16) < 0) return Error{"listen " + socket_path + ": " + strerror(errno)};
-  path_ = socket_path;
-  listen_fd_ = std::move(fd);
-  thread_ = std::thread([this] { serve(); });
-  return {};
+  if (::listen(fd.get(), 16) < 0) return Error{"listen " + socket_path + ": " + strerror(errno)};
+  return fd;
 }
 
 void ControlServer::serve() {

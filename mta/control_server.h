@@ -37,7 +37,10 @@ class ControlServer {
   };
   ControlServer(queue::Spool& spool, StatsSource stats, DeliveryControls delivery, AccessControls access);
   ~ControlServer();
-  Status start(const std::string& socket_path);
+  // Binds the socket (mode 0600; ternd does it before dropping root).
+  static Result<io::UniqueFd> listen(const std::string& socket_path);
+  // Serves the socket from listen() on the control thread.
+  void start(io::UniqueFd listening, const std::string& socket_path);
 
   // Runs one request (exposed for tests): returns the full response.
   std::string handle(const std::string& request_line);

@@ -1,10 +1,13 @@
 #include "mta/daemon.h"
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <future>
 #include <memory>
@@ -17,6 +20,7 @@
 #include "mta/delivery/delivery_engine.h"
 #include "mta/delivery/engine_config.h"
 #include "mta/log.h"
+#include "mta/privileges.h"
 #include "mta/server_context.h"
 #include "mta/storage_guard.h"
 #include "mta/worker.h"
@@ -64,6 +68,27 @@ Result<std::shared_ptr<const Settings>> build_settings(const Config& config) {
   return std::shared_ptr<const Settings>(std::move(s));
 }
 
+// The spool's failures and recoveries, one line each.
+void log_spool_event(const queue::SpoolEvent& e) {
+  switch (e.kind) {
+    case queue::SpoolEvent::Kind::write_failed:
+      log::event("spool_write_failed", {{"error", e.error}, {"requests", e.requests}});
+      break;
+    case queue::SpoolEvent::Kind::background_error:
+      log::event("spool_background_error", {{"error", e.error}});
+      break;
+    case queue::SpoolEvent::Kind::recovered:
+      log::event("spool_recovered", {});
+      break;
+    case queue::SpoolEvent::Kind::recovery_failed:
+      log::event("spool_recovery_failed", {{"error", e.error}});
+      break;
+    case queue::SpoolEvent::Kind::rocksdb_warning:
+      log::event("spool_rocksdb", {{"message", e.error}});
+      break;
+  }
+}
+
 void make_parent_dir(const std::string& path) {
   std::error_code ec;
   auto parent = std::filesystem::path(path).parent_path();
@@ -79,6 +104,8 @@ void warn_fixed_settings(const Config& old_cfg, const Config& new_cfg) {
   if (old_cfg.pop3.listen != new_cfg.pop3.listen || old_cfg.pop3.listen_tls != new_cfg.pop3.listen_tls)
     warn("pop3.listen");
   if (old_cfg.server.workers != new_cfg.server.workers) warn("server.workers");
+  if (old_cfg.server.user != new_cfg.server.user || old_cfg.server.group != new_cfg.server.group)
+    warn("server.user");
   if (old_cfg.queue.directory != new_cfg.queue.directory) warn("queue.directory");
   if (old_cfg.control.socket != new_cfg.control.socket) warn("control.socket");
   if (old_cfg.log.target != new_cfg.log.target || old_cfg.log.file != new_cfg.log.file ||
@@ -89,6 +116,9 @@ void warn_fixed_settings(const Config& old_cfg, const Config& new_cfg) {
 }  // namespace
 
 int run_daemon(const std::string& config_path) {
+  // The spool, Maildirs, the log and the control socket hold mail or give
+  // access to it: nothing ternd creates is for other users.
+  umask(077);
   auto parsed = load(config_path);
   if (!parsed.ok()) {
     for (const auto& e : parsed.errors)
@@ -132,18 +162,51 @@ int run_daemon(const std::string& config_path) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  std::error_code ec;
-  std::filesystem::create_directories(config.queue.directory, ec);
-  if (ec) return fatal("cannot create spool directory " + config.queue.directory + ": " + ec.message());
+  auto account = service_account(config.server);
+  if (!account) return fatal(account.error());
+  for (const std::string& dir : {config.queue.directory, config.local.maildir_root}) {
+    if (auto st = private_directory(dir); !st) return fatal(st.error());
+  }
+  if (config.log.target == "file") {
+    if (auto st = narrow_to_owner(config.log.file); !st) return fatal(st.error());
+  }
   make_parent_dir(config.control.socket);
 
-  auto spool = queue::Spool::open({config.queue.directory, config.queue.finished_retention_ms * 1000});
+  // What needs root happens before it is dropped: the control socket and
+  // every worker's listeners are bound now. The control socket comes first,
+  // so that ternctl works as soon as the SMTP port answers.
+  auto control_socket = ControlServer::listen(config.control.socket);
+  if (!control_socket) return fatal(control_socket.error());
+  log::event("control_listening", {{"socket", config.control.socket}});
+  unsigned n_workers = config.server.workers ? config.server.workers : std::max(1u, std::thread::hardware_concurrency());
+  std::vector<std::vector<io::UniqueFd>> listeners;
+  for (unsigned i = 0; i < n_workers; ++i) {
+    auto bound = Worker::bind(endpoints);
+    if (!bound) return fatal("worker " + std::to_string(i) + ": " + bound.error());
+    listeners.push_back(std::move(bound.value()));
+  }
+  if (account.value() && geteuid() == 0) {
+    const ServiceAccount& service = *account.value();
+    // The account owns what it writes to from now on. (The control socket
+    // stays root's: the next start replaces it if the account cannot remove it.)
+    for (const std::string& dir : {config.queue.directory, config.local.maildir_root}) {
+      if (auto st = hand_over(dir, service); !st) return fatal(st.error());
+    }
+    if (config.log.target == "file" && chown(config.log.file.c_str(), service.uid, service.gid) != 0)
+      return fatal("chown " + config.log.file + ": " + strerror(errno));
+    if (auto st = drop_privileges(service); !st) return fatal("dropping privileges: " + st.error());
+  }
+
+  queue::SpoolOptions spool_options{config.queue.directory, config.queue.finished_retention_ms * 1000,
+                                    queue::Spool::write_reserve_bytes(), log_spool_event};
+  auto spool = queue::Spool::open(spool_options);
   if (!spool) return fatal("spool: " + spool.error());
   auto requeued = spool.value()->recover();
   if (!requeued) return fatal("spool recovery: " + requeued.error());
   log::event("recovered", {{"requeued", requeued.value()}, {"directory", config.queue.directory}});
 
-  StorageGuard storage(config.queue.directory, config.queue.min_free_space, config.queue.space_check_interval_ms);
+  StorageGuard storage(*spool.value(), config.queue.min_free_space, config.smtp.max_message_size,
+                       config.queue.space_check_interval_ms);
   ServerContext ctx{*spool.value(), storage};
   auto pop_window = policy::PopWindow::open(config.queue.directory + "/popauth", wall_clock_us());
   if (!pop_window) return fatal(pop_window.error());
@@ -176,19 +239,6 @@ int run_daemon(const std::string& config_path) {
     };
   }
 
-  unsigned n_workers = config.server.workers ? config.server.workers : std::max(1u, std::thread::hardware_concurrency());
-  std::vector<std::unique_ptr<Worker>> workers;
-  for (unsigned i = 0; i < n_workers; ++i) {
-    workers.push_back(std::make_unique<Worker>(ctx, i, settings.value(), listener_kinds));
-    if (auto st = workers.back()->start(endpoints); !st) {
-      for (auto& w : workers) w->abandon();
-      for (auto& w : workers) w->join();
-      return fatal(st.error());
-    }
-  }
-  for (size_t i = 0; i < endpoints.size(); ++i)
-    log::event("listening", {{"address", endpoints[i].text}, {"listener", listener_kind_name(listener_kinds[i])}});
-
   ControlServer::DeliveryControls delivery_controls;
   if (engine) {
     // The control thread may block: it waits for the engine's answer, but
@@ -219,15 +269,23 @@ int run_daemon(const std::string& config_path) {
       return result.get();
     };
   }
-  ControlServer control(
+  auto control = std::make_unique<ControlServer>(
       *spool.value(),
       [&ctx] { return std::vector<std::pair<std::string, uint64_t>>{{"connections", ctx.limiter.total()}}; },
       std::move(delivery_controls), ControlServer::AccessControls{ctx.pop_window, config.relay.pop_window_minutes});
-  if (auto st = control.start(config.control.socket); !st) {
-    for (auto& w : workers) w->abandon();
-    for (auto& w : workers) w->join();
-    return fatal(st.error());
+  control->start(std::move(control_socket.value()), config.control.socket);
+  std::vector<std::unique_ptr<Worker>> workers;
+  for (unsigned i = 0; i < n_workers; ++i) {
+    workers.push_back(std::make_unique<Worker>(ctx, i, settings.value(), listener_kinds));
+    if (auto st = workers.back()->start(std::move(listeners[i])); !st) {
+      for (auto& w : workers) w->abandon();
+      for (auto& w : workers) w->join();
+      return fatal(st.error());
+    }
   }
+  for (size_t i = 0; i < endpoints.size(); ++i)
+    log::event("listening", {{"address", endpoints[i].text}, {"listener", listener_kind_name(listener_kinds[i])}});
+
   log::event("started", {{"workers", n_workers}, {"pid", getpid()}});
 
   auto current = settings.value();
@@ -251,7 +309,8 @@ int run_daemon(const std::string& config_path) {
         continue;
       }
       warn_fixed_settings(current->config, fresh.config);
-      storage.configure(fresh.config.queue.min_free_space, fresh.config.queue.space_check_interval_ms);
+      storage.configure(fresh.config.queue.min_free_space, fresh.config.smtp.max_message_size,
+                        fresh.config.queue.space_check_interval_ms);
       current = next.value();
       for (auto& w : workers) w->apply(current);
       if (engine) engine->set_local_recipients(current->local_recipients);
@@ -278,6 +337,8 @@ int run_daemon(const std::string& config_path) {
     for (auto& w : workers) w->abandon();
   }
   for (auto& w : workers) w->join();
+  // The control thread uses the engine and the spool: it ends before them.
+  control.reset();
   if (engine) {
     // Connections end after their current transaction, within what is left
     // of the drain time; unfinished messages stay in `active` for recovery.

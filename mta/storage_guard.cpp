@@ -1,13 +1,13 @@
 #include "mta/storage_guard.h"
 
-#include <sys/statvfs.h>
-
 #include "mta/log.h"
 
 namespace tern {
 
-StorageGuard::StorageGuard(std::string directory, uint64_t min_free_bytes, int64_t interval_ms)
-    : directory_(std::move(directory)), min_free_(min_free_bytes), interval_ms_(interval_ms) {
+StorageGuard::StorageGuard(queue::Spool& spool, uint64_t min_free_bytes, uint64_t max_message_size,
+                           int64_t interval_ms)
+    : spool_(spool) {
+  configure(min_free_bytes, max_message_size, interval_ms);
   check();  // decided before the first connection is accepted
   thread_ = std::thread([this] { run(); });
 }
@@ -21,8 +21,28 @@ StorageGuard::~StorageGuard() {
   thread_.join();
 }
 
-void StorageGuard::configure(uint64_t min_free_bytes, int64_t interval_ms) {
-  min_free_ = min_free_bytes;
+uint64_t StorageGuard::floor(uint64_t max_message_size) {
+  return queue::Spool::write_reserve_bytes() + max_message_size;
+}
+
+bool StorageGuard::low() const {
+  return !spool_.writable() || spool_.free_bytes() < threshold();
+}
+
+bool StorageGuard::admits(uint64_t size) const {
+  uint64_t free_bytes = spool_.free_bytes();
+  return spool_.writable() && free_bytes >= size && free_bytes - size >= threshold();
+}
+
+void StorageGuard::configure(uint64_t min_free_bytes, uint64_t max_message_size, int64_t interval_ms) {
+  uint64_t lowest = floor(max_message_size);
+  if (min_free_bytes < lowest) {
+    log::event("min_free_space_raised", {{"configured", min_free_bytes},
+                                         {"effective", lowest},
+                                         {"rocksdb_reserve", queue::Spool::write_reserve_bytes()},
+                                         {"max_message_size", max_message_size}});
+  }
+  threshold_ = std::max(min_free_bytes, lowest);
   interval_ms_ = interval_ms;
   {
     std::lock_guard lock(mu_);
@@ -32,14 +52,13 @@ void StorageGuard::configure(uint64_t min_free_bytes, int64_t interval_ms) {
 }
 
 void StorageGuard::check() {
-  struct statvfs st {};
-  if (statvfs(directory_.c_str(), &st) != 0) return;  // keep the last verdict
-  uint64_t free_bytes = uint64_t{st.f_bavail} * st.f_frsize;
-  uint64_t min_free = min_free_.load();
-  bool now_low = free_bytes < min_free;
+  spool_.measure_free_space();
+  bool now_low = low();
   if (now_low != low_.exchange(now_low))
-    log::event(now_low ? "storage_low" : "storage_ok",
-               {{"directory", directory_}, {"free", free_bytes}, {"min_free", min_free}});
+    log::event(now_low ? "storage_low" : "storage_ok", {{"directory", spool_.directory()},
+                                                        {"free", spool_.free_bytes()},
+                                                        {"min_free", threshold()},
+                                                        {"spool", spool_.writable() ? "writable" : "failed"}});
 }
 
 void StorageGuard::run() {

@@ -1,6 +1,9 @@
 #include "queue/spool.h"
 
+#include <sys/statvfs.h>
+
 #include <rocksdb/db.h>
+#include <rocksdb/listener.h>
 #include <rocksdb/options.h>
 #include <rocksdb/utilities/table_properties_collectors.h>
 #include <rocksdb/write_batch.h>
@@ -15,6 +18,7 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <optional>
 #include <string_view>
 #include <system_error>
@@ -24,6 +28,7 @@
 #include <variant>
 
 #include "queue/queue_id.h"
+#include "queue/rocksdb_log.h"
 
 namespace tern::queue {
 namespace {
@@ -62,6 +67,19 @@ constexpr size_t kSmallRequestBytes = 256;
 // The finished log is also trimmed while running, not only at recover(), so a
 // daemon that runs for months does not grow it without bound.
 constexpr int64_t kFinishedPurgeIntervalUs = 60'000'000;
+
+// Memtable sizes: message bodies, and every other (small) family.
+constexpr uint64_t kBodiesWriteBuffer = 32 << 20;
+constexpr uint64_t kSmallWriteBuffer = 8 << 20;
+
+// While mail arrives, free space is measured again after this long or this
+// many intake bytes, whichever comes first: a statvfs per batch would be
+// cheap, but not free at thousands of batches a second.
+constexpr int64_t kSpaceRecheckUs = 20'000;
+constexpr uint64_t kSpaceRecheckBytes = 4 << 20;
+
+// After a write error, how often the writer tries to get RocksDB writing again.
+constexpr int64_t kRecoveryIntervalUs = 1'000'000;
 
 int64_t now_us() {
   return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -196,16 +214,15 @@ rdb::DBOptions db_options() {
   // The daemon runs on small machines; two background jobs (a flush and a
   // compaction) are plenty for this write rate.
   o.max_background_jobs = 2;
-  o.keep_log_file_num = 5;
-  o.max_log_file_size = 16 << 20;
   return o;
 }
+
 
 rdb::ColumnFamilyOptions small_family_options() {
   rdb::ColumnFamilyOptions o;
   // Envelopes and schedule entries are small; a modest memtable keeps memory
   // use low and flushes (hence WAL recycling) frequent.
-  o.write_buffer_size = 8 << 20;
+  o.write_buffer_size = kSmallWriteBuffer;
   return o;
 }
 
@@ -221,7 +238,7 @@ rdb::ColumnFamilyOptions churning_family_options() {
 
 rdb::ColumnFamilyOptions body_family_options() {
   rdb::ColumnFamilyOptions o;
-  o.write_buffer_size = 32 << 20;
+  o.write_buffer_size = kBodiesWriteBuffer;
   // Integrated BlobDB: chunks of 4 KiB and more go to blob files at flush and
   // the LSM tree holds only small references, so compaction does not rewrite
   // message bodies over and over.
@@ -323,6 +340,13 @@ struct Request {
 bool needs_sync(const Operation& op) {
   if (const auto* move = std::get_if<MoveOp>(&op)) return move->sync;
   return !std::holds_alternative<AppendChunkOp>(op) && !std::holds_alternative<DiscardOp>(op);
+}
+
+// Requests that bring new mail in: refused when space is short. Everything
+// else (moves, updates, removals) keeps working so delivery can go on and
+// removals can free space.
+bool is_intake(const Operation& op) {
+  return std::holds_alternative<AppendChunkOp>(op) || std::holds_alternative<CommitOp>(op);
 }
 
 size_t payload_bytes(const Operation& op) {
@@ -487,6 +511,9 @@ struct Spool::Impl {
   // the handles must go before the DB they belong to.
   std::unique_ptr<rdb::DB> db;
   Families families;
+  // Readers (any thread) hold it shared; the writer holds it exclusively
+  // only to reopen the database, so reads never see it half-open.
+  mutable std::shared_mutex db_mutex;
 
   std::mutex mutex;
   std::condition_variable wake;
@@ -501,7 +528,143 @@ struct Spool::Impl {
   std::atomic<uint64_t> wal_syncs{0};
   std::atomic<uint64_t> chunk_writes{0};
 
+  // Free space: measured by the writer; read by anyone.
+  std::atomic<uint64_t> free_space{std::numeric_limits<uint64_t>::max()};
+  int64_t space_measured_us = 0;        // writer thread only
+  uint64_t intake_since_measured = 0;   // writer thread only
+
+  // Set by a failed write or a background error that stops writes; cleared
+  // once RocksDB writes again. The error is what refused requests are told.
+  std::atomic<bool> failed{false};
+  std::mutex failure_mutex;
+  std::string failure;  // guarded by failure_mutex
+  int64_t next_recovery_us = 0;    // writer thread only
+  std::string last_recovery_error;  // writer thread only
+
   explicit Impl(SpoolOptions o) : options(std::move(o)) {}
+
+  // Opens the database (at start, and again after an error that Resume()
+  // cannot clear). The writer thread or start-up only; db is null when it fails.
+  Status open_db() {
+    rdb::DBOptions db_opts = db_options();
+    db_opts.listeners.push_back(listener);
+    db_opts.info_log = log_to([on_event = options.on_event](const std::string& line) {
+      if (on_event) on_event(SpoolEvent{SpoolEvent::Kind::rocksdb_warning, line});
+    });
+    std::vector<rdb::ColumnFamilyHandle*> raw_handles;
+    rdb::DB* raw_db = nullptr;
+    rdb::Status s = rdb::DB::Open(db_opts, options.directory, family_descriptors(), &raw_handles, &raw_db);
+    if (!s.ok()) return rocksdb_error("opening spool " + options.directory, s);
+    db.reset(raw_db);
+    families.db = raw_db;
+    for (rdb::ColumnFamilyHandle* handle : raw_handles) families.handles.emplace_back(handle, FamilyCloser{raw_db});
+    return {};
+  }
+
+  // Closes and opens the database while no reader uses it: RocksDB replays
+  // its WAL as after a crash, which loses only what was never synced (no
+  // acknowledged message, at most an unsynced claim or chunk).
+  Status reopen_db() {
+    std::unique_lock lock(db_mutex);
+    families.handles.clear();
+    if (db) db->Close().PermitUncheckedError();
+    db.reset();
+    families.db = nullptr;
+    return open_db();
+  }
+
+  void report(SpoolEvent::Kind kind, std::string error, uint64_t requests = 0) {
+    if (options.on_event) options.on_event(SpoolEvent{kind, std::move(error), requests});
+  }
+
+  void enter_failure(const std::string& error) {
+    {
+      std::lock_guard lock(failure_mutex);
+      failure = error;
+    }
+    failed.store(true);
+  }
+
+  // RocksDB's own threads report failed flushes and compactions here, and
+  // the end of its own recovery (for ENOSPC it retries by itself once space
+  // returns).
+  struct ErrorListener : rdb::EventListener {
+    std::atomic<Impl*> impl{nullptr};
+    void OnBackgroundError(rdb::BackgroundErrorReason reason, rdb::Status* bg_error) override {
+      Impl* spool = impl.load();
+      if (!spool || !bg_error || bg_error->ok()) return;
+      static constexpr const char* kReasons[] = {"flush", "compaction", "write", "memtable", "manifest write",
+                                                 "flush (no WAL)", "manifest write (no WAL)"};
+      auto index = static_cast<size_t>(reason);
+      std::string what = std::string(index < std::size(kReasons) ? kReasons[index] : "background") + ": " +
+                         bg_error->ToString();
+      // A soft error (a compaction that found no room) leaves writes working.
+      if (bg_error->severity() >= rdb::Status::Severity::kHardError) spool->enter_failure(what);
+      spool->report(SpoolEvent::Kind::background_error, what);
+    }
+    void OnErrorRecoveryEnd(const rdb::BackgroundErrorRecoveryInfo& info) override {
+      Impl* spool = impl.load();
+      if (!spool || !info.new_bg_error.ok() || !spool->failed.exchange(false)) return;
+      spool->report(SpoolEvent::Kind::recovered, {});
+    }
+  };
+  std::shared_ptr<ErrorListener> listener = std::make_shared<ErrorListener>();
+
+  std::string failure_text() {
+    std::lock_guard lock(failure_mutex);
+    return failure;
+  }
+
+  // statvfs on the spool's directory (any thread); the last value stays on failure.
+  void measure_free_space() {
+    struct statvfs st {};
+    if (statvfs(options.directory.c_str(), &st) == 0) free_space.store(uint64_t{st.f_bavail} * st.f_frsize);
+  }
+
+  // Free space for a decision on the writer: measured again when the last
+  // measure is old or much intake has been written since.
+  uint64_t current_free_space() {
+    int64_t now = now_us();
+    if (now - space_measured_us >= kSpaceRecheckUs || intake_since_measured >= kSpaceRecheckBytes) {
+      measure_free_space();
+      space_measured_us = now;
+      intake_since_measured = 0;
+    }
+    uint64_t free_now = free_space.load();
+    return free_now > intake_since_measured ? free_now - intake_since_measured : 0;
+  }
+
+  // Tries to make RocksDB write again after a failure, at most once per
+  // kRecoveryIntervalUs and only once the reserve is free (RocksDB would fail
+  // again at once otherwise). Resume() flushes the memtables to new files and
+  // starts a new WAL; RocksDB's own recovery for ENOSPC may get there first,
+  // in which case Resume() finds nothing to do.
+  void try_recover() {
+    int64_t now = now_us();
+    if (now < next_recovery_us) return;
+    next_recovery_us = now + kRecoveryIntervalUs;
+    measure_free_space();
+    if (options.reserve_bytes > 0 && free_space.load() < options.reserve_bytes) return;
+    // Resume() clears what RocksDB deems recoverable (a failed WAL write or
+    // flush); an error it deems fatal (a new WAL that could not be created)
+    // needs the database reopened.
+    std::string error;
+    if (!db) {
+      error = "not open";
+    } else if (rdb::Status s = db->Resume(); !s.ok()) {
+      error = s.ToString();
+    }
+    if (!error.empty()) {
+      if (Status reopened = reopen_db(); !reopened) {
+        // Once per distinct error, not once a second.
+        if (reopened.error() != last_recovery_error) report(SpoolEvent::Kind::recovery_failed, reopened.error());
+        last_recovery_error = reopened.error();
+        return;
+      }
+    }
+    last_recovery_error.clear();
+    if (failed.exchange(false)) report(SpoolEvent::Kind::recovered, {});
+  }
 
   ~Impl() {
     {
@@ -512,6 +675,7 @@ struct Spool::Impl {
     if (writer.joinable()) writer.join();
     families.handles.clear();
     if (db) db->Close();
+    listener->impl.store(nullptr);
   }
 
   void submit(Operation op, Done done) {
@@ -547,8 +711,15 @@ struct Spool::Impl {
       batch.clear();
       {
         std::unique_lock lock(mutex);
-        wake.wait(lock, [this] { return !pending.empty() || stopping; });
-        if (pending.empty()) return;  // stopping, and everything is drained
+        // After a failure the writer wakes by itself to recover, so that
+        // writes work again before the next request needs them.
+        auto ready = [this] { return !pending.empty() || stopping; };
+        if (failed.load()) {
+          wake.wait_for(lock, std::chrono::microseconds(kRecoveryIntervalUs), ready);
+        } else {
+          wake.wait(lock, ready);
+        }
+        if (pending.empty() && stopping) return;  // everything is drained
         size_t bytes = 0;
         while (!pending.empty() && (batch.empty() || bytes < kMaxBatchBytes)) {
           bytes += payload_bytes(pending.front().op);
@@ -556,21 +727,44 @@ struct Spool::Impl {
           pending.pop_front();
         }
       }
+      if (failed.load()) try_recover();
+      if (batch.empty()) continue;
       write(batch);
-      purge_finished_if_due();
+      if (!failed.load()) purge_finished_if_due();
     }
   }
 
   void write(std::vector<Request>& batch) {
+    // After a failure nothing reaches RocksDB until it has recovered: its
+    // WAL writer must not be used again before Resume() (Debian's build
+    // asserts, and the process aborts, when a failed writer is written to).
+    if (failed.load()) {
+      Error refused{"spool unavailable after a write error, recovering: " + failure_text()};
+      for (Request& request : batch) finish(request.done, refused);
+      return;
+    }
     BatchBuilder builder(families);
     std::vector<Status> results;
     results.reserve(batch.size());
     bool sync = false;
+    uint64_t intake = 0;
     for (Request& request : batch) {
-      Status s = builder.add(request.op);
+      Status s;
+      if (is_intake(request.op) && options.reserve_bytes > 0) {
+        uint64_t bytes = payload_bytes(request.op);
+        uint64_t free_now = current_free_space();
+        if (free_now < options.reserve_bytes + intake + bytes) {
+          s = Error{"insufficient storage: " + std::to_string(free_now) + " bytes free, " +
+                    std::to_string(options.reserve_bytes) + " kept in reserve"};
+        } else {
+          intake += bytes;
+        }
+      }
+      if (s.ok()) s = builder.add(request.op);
       if (s.ok() && needs_sync(request.op)) sync = true;
       results.push_back(std::move(s));
     }
+    intake_since_measured += intake;
     if (builder.batch().Count() > 0) {
       rdb::WriteOptions wo;
       wo.sync = sync;
@@ -579,6 +773,8 @@ struct Spool::Impl {
       if (sync) wal_syncs.fetch_add(1, std::memory_order_relaxed);
       if (!s.ok()) {
         Error failure = rocksdb_error("writing to the spool", s);
+        enter_failure(s.ToString());
+        report(SpoolEvent::Kind::write_failed, s.ToString(), batch.size());
         for (Status& result : results) {
           if (result.ok()) result = failure;
         }
@@ -749,17 +945,10 @@ Result<std::unique_ptr<Spool>> Spool::open(const SpoolOptions& options) {
   std::filesystem::create_directories(options.directory, ec);
   if (ec) return Error{"creating spool directory " + options.directory + ": " + ec.message()};
 
-  std::vector<rdb::ColumnFamilyHandle*> raw_handles;
-  rdb::DB* raw_db = nullptr;
-  rdb::Status s = rdb::DB::Open(db_options(), options.directory, family_descriptors(), &raw_handles, &raw_db);
-  if (!s.ok()) return rocksdb_error("opening spool " + options.directory, s);
-
   auto impl = std::make_unique<Impl>(options);
-  impl->db.reset(raw_db);
-  impl->families.db = raw_db;
-  for (rdb::ColumnFamilyHandle* handle : raw_handles) {
-    impl->families.handles.emplace_back(handle, FamilyCloser{raw_db});
-  }
+  if (Status opened = impl->open_db(); !opened) return Error{opened.error()};
+  impl->listener->impl.store(impl.get());
+  impl->measure_free_space();
   if (Status format = impl->check_format(); !format) return Error{format.error()};
 
   try {
@@ -815,6 +1004,8 @@ Status Spool::remove_sync(const std::string& id, const std::string& reason) {
 
 std::vector<Envelope> Spool::list() const {
   std::vector<Envelope> out;
+  std::shared_lock lock(impl_->db_mutex);
+  if (!impl_->db) return out;
   std::unique_ptr<rdb::Iterator> it(impl_->db->NewIterator(rdb::ReadOptions(), impl_->families[kEnvelopes]));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     if (std::optional<Envelope> env = decode_envelope(view(it->value()))) out.push_back(std::move(*env));
@@ -823,12 +1014,16 @@ std::vector<Envelope> Spool::list() const {
 }
 
 std::optional<Envelope> Spool::get(const std::string& id) const {
+  std::shared_lock lock(impl_->db_mutex);
+  if (!impl_->db) return std::nullopt;
   auto env = read_envelope(impl_->families, rdb::ReadOptions(), id);
   if (!env.ok()) return std::nullopt;
   return std::move(*env);
 }
 
 Result<std::string> Spool::read_body(const std::string& id) const {
+  std::shared_lock lock(impl_->db_mutex);
+  if (!impl_->db) return Error{"read_body: the spool is not open (recovering from a write error)"};
   // One snapshot for the envelope and all its chunks: a concurrent remove
   // cannot leave us with half a body.
   rdb::ManagedSnapshot snapshot(impl_->db.get());
@@ -855,6 +1050,8 @@ Result<std::string> Spool::read_body(const std::string& id) const {
 std::vector<Envelope> Spool::due(QueueName q, int64_t now_us, size_t limit) const {
   std::vector<Envelope> out;
   if (limit == 0) return out;
+  std::shared_lock lock(impl_->db_mutex);
+  if (!impl_->db) return out;
   rdb::ManagedSnapshot snapshot(impl_->db.get());
   rdb::ReadOptions ro;
   ro.snapshot = snapshot.snapshot();
@@ -883,6 +1080,8 @@ std::vector<Envelope> Spool::due(QueueName q, int64_t now_us, size_t limit) cons
 
 std::vector<FinishedRecord> Spool::finished() const {
   std::vector<FinishedRecord> out;
+  std::shared_lock lock(impl_->db_mutex);
+  if (!impl_->db) return out;
   std::unique_ptr<rdb::Iterator> it(impl_->db->NewIterator(rdb::ReadOptions(), impl_->families[kFinished]));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     if (auto record = parse_finished(view(it->key()), view(it->value()))) out.push_back(std::move(*record));
@@ -905,6 +1104,25 @@ SpoolStats Spool::stats() const {
 
 const std::string& Spool::directory() const {
   return impl_->options.directory;
+}
+
+uint64_t Spool::free_bytes() const {
+  return impl_->free_space.load();
+}
+
+void Spool::measure_free_space() {
+  impl_->measure_free_space();
+}
+
+bool Spool::writable() const {
+  return !impl_->failed.load();
+}
+
+uint64_t Spool::write_reserve_bytes() {
+  // RocksDB preallocates each new WAL file at 1.1 times the largest write
+  // buffer, and a flush of the bodies' memtable writes up to its size in blob
+  // files, plus an SST of a small family; seen together as drops of 38-50 MB.
+  return kBodiesWriteBuffer + kBodiesWriteBuffer / 10 + kBodiesWriteBuffer + kSmallWriteBuffer;
 }
 
 }  // namespace tern::queue

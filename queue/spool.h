@@ -22,9 +22,29 @@
 
 namespace tern::queue {
 
+// What the spool reports for the daemon's log: RocksDB failures and recoveries.
+struct SpoolEvent {
+  enum class Kind {
+    write_failed,      // a write batch failed; writes are refused until recovery
+    background_error,  // a flush or compaction failed (RocksDB's own threads)
+    recovered,         // writes work again
+    recovery_failed,   // an attempt to recover failed; tried again later
+    rocksdb_warning,   // a warning or error line from RocksDB's own log
+  };
+  Kind kind;
+  std::string error;   // RocksDB's status or log text (empty for `recovered`)
+  uint64_t requests = 0;  // write_failed: requests in the failed batch
+};
+
 struct SpoolOptions {
   std::string directory;              // created if missing
   int64_t finished_retention_us = 0;  // how long the log of finished messages is kept
+  // Intake (body chunks, commits) is refused while less than this would be
+  // left free on the spool's filesystem; 0 turns the check off. The daemon
+  // passes write_reserve_bytes().
+  uint64_t reserve_bytes = 0;
+  // Called from the writer thread or RocksDB's threads; must not block long.
+  std::function<void(const SpoolEvent&)> on_event = nullptr;
 };
 
 struct SpoolStats {
@@ -96,6 +116,22 @@ class Spool {
 
   SpoolStats stats() const;
   const std::string& directory() const;
+
+  // Free bytes on the spool's filesystem as last measured: by the writer
+  // while mail arrives (every few milliseconds or megabytes), otherwise by
+  // measure_free_space().
+  uint64_t free_bytes() const;
+  // Measures now (statvfs: may block on a sick disk, so not on a loop thread).
+  void measure_free_space();
+  // False from a failed write (or a background error that stops writes)
+  // until RocksDB has recovered; meanwhile every write fails at once
+  // without touching RocksDB, and the writer retries recovery each second
+  // once `reserve_bytes` are free again.
+  bool writable() const;
+  // What RocksDB may write in one step on its own with the spool's options:
+  // a new WAL file's preallocation plus a memtable flush of message bodies.
+  // Intake keeps at least this free so that such a step never hits ENOSPC.
+  static uint64_t write_reserve_bytes();
 
  private:
   struct Impl;

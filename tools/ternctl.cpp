@@ -94,6 +94,13 @@ int main(int argc, char** argv) {
   memcpy(addr.sun_path, socket_path.c_str(), socket_path.size() + 1);
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) {
+    // Only a socket that is missing or refuses means ternd is not running;
+    // a socket this user may not use is a different problem to report.
+    if (errno == EACCES || errno == EPERM) {
+      fprintf(stderr, "ternctl: permission denied on %s (run as root or a member of ternd's group)\n",
+              socket_path.c_str());
+      return 4;
+    }
     fprintf(stderr, "ternctl: ternd is not running (cannot connect to %s: %s)\n", socket_path.c_str(),
             strerror(errno));
     return 3;

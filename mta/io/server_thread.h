@@ -31,12 +31,28 @@ class ServerThread {
   ServerThread(const ServerThread&) = delete;
   ServerThread& operator=(const ServerThread&) = delete;
 
-  // Starts the thread; returns once its loop and listeners are up (or failed).
-  Status start(const std::vector<Endpoint>& endpoints) {
+  // Binds a listener on each endpoint (SO_REUSEPORT: each thread has its own).
+  static Result<std::vector<UniqueFd>> bind(const std::vector<Endpoint>& endpoints) {
+    std::vector<UniqueFd> listeners;
+    for (const Endpoint& ep : endpoints) {
+      auto fd = listen_on(ep);
+      if (!fd) return Error{fd.error()};
+      listeners.emplace_back(fd.value());
+    }
+    return listeners;
+  }
+  // Starts the thread on listeners bound already (ternd binds before it
+  // drops root); returns once its loop is up (or failed).
+  Status start(std::vector<UniqueFd> listeners) {
     std::promise<Status> ready;
     auto result = ready.get_future();
-    thread_ = std::thread([this, endpoints, &ready] { run(endpoints, &ready); });
+    thread_ = std::thread([this, fds = std::move(listeners), &ready]() mutable { run(std::move(fds), &ready); });
     return result.get();
+  }
+  Status start(const std::vector<Endpoint>& endpoints) {
+    auto listeners = bind(endpoints);
+    if (!listeners) return Error{"worker " + std::to_string(index_) + ": " + listeners.error()};
+    return start(std::move(listeners.value()));
   }
   // Thread-safe. Stop accepting and ask every session to end; the loop ends
   // when none remain.
@@ -82,7 +98,7 @@ class ServerThread {
   virtual void accept_failed(int /*error*/) {}
 
  private:
-  void run(const std::vector<Endpoint>& endpoints, std::promise<Status>* ready) {
+  void run(std::vector<UniqueFd> listeners, std::promise<Status>* ready) {
     auto loop = Loop::create();
     if (!loop) {
       finished_.store(true, std::memory_order_release);
@@ -90,16 +106,9 @@ class ServerThread {
       return;
     }
     loop_ = std::move(loop.value());
-    for (size_t listener = 0; listener < endpoints.size(); ++listener) {
-      const Endpoint& ep = endpoints[listener];
-      auto fd = listen_on(ep);
-      if (!fd) {
-        finished_.store(true, std::memory_order_release);
-        ready->set_value(Error{"worker " + std::to_string(index_) + ": " + fd.error()});
-        return;
-      }
-      listeners_.emplace_back(fd.value());
-      loop_->accept_multishot(fd.value(), [this, listener](int client) { on_accept(client, listener); });
+    listeners_ = std::move(listeners);
+    for (size_t listener = 0; listener < listeners_.size(); ++listener) {
+      loop_->accept_multishot(listeners_[listener].get(), [this, listener](int client) { on_accept(client, listener); });
     }
     ready->set_value(Status{});  // `ready` dies with start(); not touched after this
     loop_->run();

@@ -8,6 +8,9 @@
 #include <algorithm>
 #include <cstring>
 
+#include "mta/log.h"
+#include "queue/rocksdb_log.h"
+
 namespace tern::policy {
 
 namespace {
@@ -52,7 +55,7 @@ Result<std::unique_ptr<PopWindow>> PopWindow::open(const std::string& directory,
   rocksdb::Options options;
   options.create_if_missing = true;
   options.max_open_files = 16;
-  options.keep_log_file_num = 2;
+  options.info_log = queue::log_to([](const std::string& line) { log::event("popauth_rocksdb", {{"message", line}}); });
   rocksdb::DB* raw = nullptr;
   rocksdb::Status st = rocksdb::DB::Open(options, directory, &raw);
   if (!st.ok()) return Error{"pop window store " + directory + ": " + st.ToString()};

@@ -102,6 +102,7 @@ void Session::reset_transaction() {
   pending_chunk_.clear();
   bdat_active_ = false;
   bdat_failure_.reset();
+  store_failure_.reset();
 }
 
 io::Task<void> Session::run() {
@@ -264,6 +265,11 @@ Session::Next Session::mail(const Command& cmd) {
   if (has_params && !esmtp_) return fail(555, "5.5.4", "MAIL parameters need EHLO");
   if (m.has_size && m.size > limits().max_message_size)
     return fail(552, "5.3.4", "Message size exceeds fixed maximum message size");
+  if (m.has_size && !worker_.context().storage.admits(m.size)) {  // RFC 1870 §6.1: temporarily no room for this one
+    log::event("rejected", {{"client", client_ip_}, {"code", 452}, {"reason", "insufficient storage for SIZE"},
+                            {"size", m.size}});
+    return fail(452, "4.3.1", "Insufficient system storage for a message of this size, try again later");
+  }
   // The old system's sender verification: an authenticated client sends as
   // its own addresses only.
   const auto& auth = settings_->config.auth;
@@ -360,9 +366,18 @@ void Session::begin_content(DataReader::Mode mode) {
   pending_chunk_ = received_header(t);
 }
 
-io::Task<bool> Session::spill_chunk_if_full() {
-  if (reader_->pending_output() + pending_chunk_.size() < kChunkSize || reader_->verdict()) co_return true;
+Reply Session::storage_failure_reply() const {
+  if (worker_.context().storage.low()) return Reply{452, "4.3.1", "Insufficient system storage, try again later"};
+  return Reply{451, "4.3.0", "Local error in processing: queue write failed, try again later"};
+}
+
+io::Task<void> Session::spill_chunk_if_full() {
+  if (reader_->pending_output() + pending_chunk_.size() < kChunkSize || reader_->verdict()) co_return;
   pending_chunk_ += reader_->take_output();
+  if (store_failure_) {  // the rest of a refused message is read, not stored
+    pending_chunk_.clear();
+    co_return;
+  }
   auto& spool = worker_.context().spool;
   std::string id = queue_id_;
   uint32_t index = chunks_written_;
@@ -373,7 +388,11 @@ io::Task<bool> Session::spill_chunk_if_full() {
                                     spool.append_chunk(id, index, std::move(chunk), std::move(done));
                                   }};
   ++chunks_written_;  // even a failed write may have left a chunk: discard covers it
-  co_return st.ok();
+  if (!st.ok()) {
+    log::event("chunk_write_failed",
+               {{"qid", queue_id_}, {"client", client_ip_}, {"chunk", index}, {"error", st.error()}});
+    store_failure_ = storage_failure_reply();
+  }
 }
 
 io::Task<void> Session::discard_content() {
@@ -394,6 +413,15 @@ io::Task<void> Session::finish_content() {
     co_await discard_content();
     reset_transaction();
     if (fail(refusal->code, refusal->enhanced, refusal->text) == Next::close) quit_ = true;
+    co_return;
+  }
+  if (store_failure_) {  // not the client's error: not counted as one
+    Reply refused = *store_failure_;
+    log::event("rejected", {{"qid", queue_id_}, {"client", client_ip_}, {"code", refused.code},
+                            {"reason", refused.text}});
+    co_await discard_content();
+    reset_transaction();
+    reply(refused);
     co_return;
   }
   queue::Envelope env;
@@ -425,7 +453,7 @@ io::Task<void> Session::finish_content() {
   if (!st.ok()) {
     log::event("queue_error", {{"qid", queue_id_}, {"client", client_ip_}, {"error", st.error()}});
     co_await discard_content();
-    reply(451, "4.3.0", "Local error in processing: queue write failed, try again later");
+    reply(storage_failure_reply());
     reset_transaction();
     co_return;
   }
@@ -490,10 +518,7 @@ io::Task<Session::Next> Session::data(const Command& cmd) {
     auto in = conn_.buffered();
     if (!in.empty()) conn_.consume(reader_->feed(in));
     if (reader_->done()) break;
-    if (!co_await spill_chunk_if_full()) {
-      reply(451, "4.3.0", "Local error in processing: queue write failed");
-      co_return Next::close;
-    }
+    co_await spill_chunk_if_full();
     auto st = co_await conn_.fill(limits().data_timeout_ms);
     if (st == io::IoStatus::ok) continue;
     if (st == io::IoStatus::timeout) {
@@ -537,10 +562,7 @@ io::Task<Session::Next> Session::bdat(const Command& cmd) {
       if (!refuse) reader_->feed(in.substr(0, n));
       conn_.consume(n);
       remaining -= n;
-      if (!refuse && !co_await spill_chunk_if_full()) {
-        reply(451, "4.3.0", "Local error in processing: queue write failed");
-        co_return Next::close;
-      }
+      if (!refuse) co_await spill_chunk_if_full();
       continue;
     }
     auto st = co_await fill_flushing(limits().data_timeout_ms);
@@ -565,6 +587,12 @@ io::Task<Session::Next> Session::bdat(const Command& cmd) {
     co_await discard_content();
     bdat_failure_ = failure;
     co_return fail(failure->code, failure->enhanced, failure->text);
+  }
+  if (store_failure_) {  // the spool refused a chunk: so is every further one
+    co_await discard_content();
+    bdat_failure_ = store_failure_;
+    reply(*store_failure_);
+    co_return Next::go_on;
   }
   reply(250, "2.0.0", std::to_string(arg.size) + " octets received");
   co_return Next::go_on;

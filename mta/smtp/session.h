@@ -65,7 +65,8 @@ class Session {
 
   // Body handling shared by DATA and BDAT.
   void begin_content(DataReader::Mode mode);
-  io::Task<bool> spill_chunk_if_full();  // false: the spool failed
+  io::Task<void> spill_chunk_if_full();  // a refused write sets store_failure_
+  Reply storage_failure_reply() const;     // 452 4.3.1 when storage is short, else 451 4.3.0
   io::Task<void> finish_content();       // replies 250 queued / the refusal
   io::Task<void> discard_content();
   io::Task<io::IoStatus> fill_flushing(int64_t timeout_ms);
@@ -105,6 +106,9 @@ class Session {
   std::string pending_chunk_;       // starts with our Received: header
   bool bdat_active_ = false;
   std::optional<Reply> bdat_failure_;  // later chunks of a failed BDAT transaction get this
+  // The spool refused a chunk: the rest of the content is read but not
+  // stored, and the transaction is answered with this at its end.
+  std::optional<Reply> store_failure_;
   int64_t content_started_us_ = 0;
 };
 

@@ -567,6 +567,9 @@ def ternd_factory(workdir, request):
         rc = t._stop()
         if not t.stopped_by_test and rc not in (0, None):
             crashed.append(f"ternd in {t.dir} exited with {rc} without the test asking")
+        log = t.log()
+        if "Sanitizer" in log or "runtime error:" in log:  # a sanitizer build reports here
+            crashed.append(f"ternd in {t.dir}: sanitizer report in its log")
         if failed or crashed:
             print(f"\n--- ternd log ({t.dir}) ---\n{t.log()[-6000:]}")
     if crashed:

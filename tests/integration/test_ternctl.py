@@ -2,8 +2,15 @@
 import json
 import os
 import re
+import shutil
+import socket
+import stat
+import subprocess
+import time
 
-from conftest import expect, qid_of, send_simple, simple_message
+import pytest
+
+from conftest import expect, free_port, qid_of, send_simple, simple_message
 
 KEYS = {"id", "queue", "size", "arrival", "sender", "recipients", "attempts", "next_attempt",
         "last_error", "message_id", "envid", "ret", "body", "smtputf8"}
@@ -201,3 +208,66 @@ def test_queue_json_size_and_arrival(ternd):
     assert e["size"] == len(ternd.body_bytes(q)), (e["size"], len(ternd.body_bytes(q)))
     arrival = datetime.datetime.fromisoformat(e["arrival"].replace("Z", "+00:00"))
     assert abs(arrival.timestamp() - time.time()) < 120, e["arrival"]
+
+
+def test_control_socket_answers_as_soon_as_the_smtp_port_does(ternd_factory):
+    """Scripts wait for the SMTP port and then use ternctl: the control socket
+    must already be open when the port first accepts."""
+    from conftest import TERND, TERNCTL
+    t = ternd_factory(start=False)
+    for attempt in range(3):
+        t.port = free_port()
+        t.write_config()
+        with open(t.log_path, "ab") as logf:
+            proc = subprocess.Popen([TERND, "--config", t.config_path], cwd=t.dir,
+                                    stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                assert proc.poll() is None, t.log()
+                assert time.monotonic() < deadline, "SMTP port never opened"
+                try:
+                    socket.create_connection(("127.0.0.1", t.port), timeout=1).close()
+                    break
+                except OSError:
+                    time.sleep(0.001)
+            r = subprocess.run([TERNCTL, "--socket", t.socket_path, "queue"],
+                               capture_output=True, text=True, timeout=10)
+            assert r.returncode == 0, (attempt, r.stderr)
+        finally:
+            proc.terminate()
+            proc.wait(15)
+    events = [e["event"] for e in t.events()]
+    assert "control_listening" in events
+    assert events.index("control_listening") < events.index("listening"), events
+
+
+def test_permission_denied_is_not_reported_as_not_running(ternd):
+    """A user who may not use the control socket is told so (exit 4), not
+    that ternd is down."""
+    from conftest import TERNCTL
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run ternctl as another user")
+    # Let `nobody` reach the socket's directory and run ternctl: only the
+    # socket's own mode (0600, root's) stands in the way.
+    tool_dir = os.path.join(ternd.dir, "bin")
+    os.makedirs(tool_dir)
+    tool = os.path.join(tool_dir, "ternctl")
+    shutil.copy(TERNCTL, tool)
+    for d in (os.path.dirname(ternd.dir), ternd.dir, tool_dir):
+        os.chmod(d, 0o755)
+    os.chmod(tool, 0o755)
+    assert stat.S_IMODE(os.stat(ternd.socket_path).st_mode) == 0o600
+
+    def as_nobody():
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+
+    r = subprocess.run([tool, "--socket", ternd.socket_path, "queue"], capture_output=True, text=True,
+                       timeout=10, preexec_fn=as_nobody)
+    assert r.returncode == 4, (r.returncode, r.stderr)
+    assert f"permission denied on {ternd.socket_path}" in r.stderr, r.stderr
+    assert "not running" not in r.stderr
+    # root still gets through
+    assert ternd.ternctl("queue").returncode == 0

@@ -719,5 +719,43 @@ TEST(SpoolTest, SecondOpenOfTheSameDirectoryFails) {
   EXPECT_FALSE(second.ok());
 }
 
+
+TEST(SpoolTest, IntakeIsRefusedBelowTheReserveWhileRemovalsGoOn) {
+  TempDir dir;
+  std::string kept = new_queue_id();
+  {
+    auto spool = open_spool(dir.path());
+    ASSERT_TRUE(spool);
+    ASSERT_TRUE(commit_one(*spool, make_envelope(kept, 1, 4), "body"));
+  }
+  // A reserve larger than any disk: every intake request is refused.
+  SpoolOptions options{dir.path(), kHourUs};
+  options.reserve_bytes = std::numeric_limits<uint64_t>::max() / 2;
+  auto opened = Spool::open(options);
+  ASSERT_TRUE(opened.ok()) << opened.error();
+  Spool& spool = *opened.value();
+  EXPECT_GT(spool.free_bytes(), 0u);
+  EXPECT_TRUE(spool.writable());
+  std::string id = new_queue_id();
+  Status chunk = wait([&](Spool::Done done) { spool.append_chunk(id, 0, "part", std::move(done)); });
+  ASSERT_FALSE(chunk.ok());
+  EXPECT_NE(chunk.error().find("insufficient storage"), std::string::npos) << chunk.error();
+  Status commit = commit_one(spool, make_envelope(id, 1, 4), "body");
+  ASSERT_FALSE(commit.ok());
+  EXPECT_NE(commit.error().find("insufficient storage"), std::string::npos) << commit.error();
+  EXPECT_FALSE(spool.get(id));
+  // Moving and removing what is queued still works: delivery frees space.
+  EXPECT_TRUE(spool.move_sync(kept, QueueName::hold, 0).ok());
+  EXPECT_TRUE(spool.remove_sync(kept, "delivered").ok());
+  EXPECT_TRUE(spool.writable());
+}
+
+TEST(SpoolTest, WriteReserveCoversAWalPreallocationAndAFlush) {
+  // RocksDB preallocates a WAL file at 1.1 x the 32 MiB bodies memtable and a
+  // flush writes up to that much in blob files: more than 64 MiB at once.
+  EXPECT_GT(Spool::write_reserve_bytes(), uint64_t{67} << 20);
+  EXPECT_LT(Spool::write_reserve_bytes(), uint64_t{128} << 20);
+}
+
 }  // namespace
 }  // namespace tern::queue
