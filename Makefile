@@ -2,7 +2,7 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: deps build run test bench fuzz clean
+.PHONY: deps build run test test-sanitize bench fuzz clean
 
 deps:
 	@scripts/install-deps.sh
@@ -17,6 +17,19 @@ run: build
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 600
 
+# The integration tests that exercise parsing, pipelining, TLS, POP3 and the
+# spool's error paths, once more against an ASan+UBSan Debug build: an
+# unoptimised build is where unbounded recursion shows, and the sanitizers
+# turn a silent memory error into a failed test (CI runs this after `make test`).
+SANITIZE_TESTS ?= test_limits.py test_smtp_commands.py test_data.py test_tls.py test_local_pop3.py \
+	test_storage_full.py test_privileges.py
+test-sanitize: deps
+	@cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DTERN_SANITIZE=ON >/dev/null
+	@cmake --build $(BUILD)-asan -j $(JOBS) --target ternd ternctl tern-sink unit_io_tests unit_proto_tests
+	$(BUILD)-asan/tests/unit_io_tests
+	$(BUILD)-asan/tests/unit_proto_tests
+	cd tests/integration && TERN_BUILD=$(abspath $(BUILD)-asan) /usr/bin/python3 -m pytest -q -p no:cacheprovider $(SANITIZE_TESTS)
+
 fuzz: deps
 	@CC=clang CXX=clang++ cmake -S . -B $(BUILD)-fuzz -DTERN_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@cmake --build $(BUILD)-fuzz -j $(JOBS)
@@ -25,4 +38,4 @@ bench: build
 	/usr/bin/python3 bench/side_by_side.py --build $(BUILD) $(BENCH_ARGS)
 
 clean:
-	rm -rf $(BUILD) $(BUILD)-fuzz
+	rm -rf $(BUILD) $(BUILD)-fuzz $(BUILD)-asan
