@@ -105,7 +105,7 @@ for _ in $(seq 1 1800); do  # the build comes first: up to 30 minutes
 done
 if [ -n "$answered" ]; then
   say "PASS make run: ternd answers on 127.0.0.1:2525"
-  step "swaks through ternd" in_root swaks --server 127.0.0.1 --port 2525 --to someone@example.test --quit-after DOT
+  step "swaks through ternd" in_root swaks --server 127.0.0.1 --port 2525 --to someone@example.test
   step "ternctl queue" in_root sh -c 'cd /root/tern && build/tools/ternctl queue'
 else
   say "FAIL make run: ternd never answered (tail of its output below)"
