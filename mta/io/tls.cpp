@@ -102,6 +102,7 @@ Result<std::shared_ptr<TlsContext>> TlsContext::create_verifying_client(const st
   std::shared_ptr<TlsContext> ctx = created.value();
   ctx->verifies_peer_ = true;
   SSL_CTX* c = ctx->ctx_.get();
+  if (Status applied = apply_protocols(c, TlsProtocols{}); !applied) return Error{applied.error()};
   const int loaded = ca_file.empty() ? SSL_CTX_set_default_verify_paths(c)
                                      : SSL_CTX_load_verify_locations(c, ca_file.c_str(), nullptr);
   if (loaded != 1) return Error{openssl_error(ca_file.empty() ? "the default CA paths" : "CA file " + ca_file)};

@@ -33,12 +33,15 @@ class TlsContext {
   // (test servers such as tern-sink, which must not need files).
   static Result<std::shared_ptr<TlsContext>> create_self_signed(const std::string& hostname);
   // A client context that does not verify the peer: SMTP's opportunistic
-  // TLS (RFC 3207 section 4.1), and load generators.
+  // TLS (RFC 3207 section 4.1), and load generators. It takes any suite
+  // OpenSSL's default list allows: to a peer that is not authenticated,
+  // weak encryption still beats none (RFC 7435).
   static Result<std::shared_ptr<TlsContext>> create_client();
   // A client context that verifies the peer's chain against the PEM
   // certificates in `ca_file`, or the system's default CA paths when it is
-  // empty (the delivery policy "verify"). The name is checked per peer: see
-  // with_peer_name().
+  // empty (the delivery policy "verify"). Like a server with the default
+  // TlsProtocols, it accepts only the intermediate profile's suites. The
+  // name is checked per peer: see with_peer_name().
   static Result<std::shared_ptr<TlsContext>> create_verifying_client(const std::string& ca_file);
   // This context (the same SSL_CTX, shared) for sessions with one peer:
   // they send `host` as SNI and, when the context verifies, accept only a

@@ -2,8 +2,8 @@
 // https://wiki.mozilla.org/Security/Server_Side_TLS): all of TLS 1.3, and
 // for TLS 1.2 only ECDHE or DHE key exchange (forward secrecy) with AEAD
 // ciphers (no CBC, no SHA-1 MAC). The default of tls.ciphers and
-// tls.ciphersuites. Kept free of OpenSSL headers so that the configuration
-// can name it.
+// tls.ciphersuites, and what the delivery policy "verify" accepts. Kept
+// free of OpenSSL headers so that the configuration can name it.
 #pragma once
 #include <string_view>
 

@@ -1,18 +1,21 @@
 """Which TLS suites ternd accepts: Mozilla's "intermediate" profile by
 default on every listener (25 and 587 STARTTLS, 465, POP3 STLS and 995),
 tls.ciphers / tls.ciphersuites / tls.min_version for operators, bad values as
-configuration errors, SIGHUP.
+configuration errors, SIGHUP; and on the delivery side, `verify` held to the
+same strong list while `may` and `encrypt` stay broad (RFC 7435).
 
 Handshakes are made with `openssl s_client`, which offers exactly the suite
 a test names."""
 import re
 import shutil
 import signal
+import ssl
 import subprocess
 
 import pytest
+from aiosmtpd.controller import Controller
 
-from conftest import check_config, error_lines, free_port, wait_until
+from conftest import check_config, delivering_ternd, error_lines, free_port, make_cert, send, wait_until
 
 pytestmark = pytest.mark.skipif(not shutil.which("openssl"), reason="openssl not installed")
 
@@ -140,3 +143,56 @@ def test_unusable_cipher_lists_are_config_errors(workdir, text, line, key, messa
     lines = error_lines(r)
     assert len(lines) == 1, lines
     assert f"line {line}: {key}: " in lines[0] and message in lines[0], lines
+
+
+# ---- delivery: a server that offers only a weak suite ----
+
+class Recorder:
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append((envelope.rcpt_tos, session.ssl is not None))
+        return "250 2.0.0 Ok"
+
+
+@pytest.fixture
+def weak_tls_server(workdir):
+    """An SMTP server on 127.0.0.2 whose STARTTLS speaks TLS 1.2 with
+    AES128-SHA only (no forward secrecy, CBC-SHA1), with a certificate for
+    mx.weak.test."""
+    cert, key = make_cert(workdir, cn="mx.weak.test")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers("AES128-SHA")
+    recorder = Recorder()
+    controller = Controller(recorder, hostname="127.0.0.2", port=free_port(host="127.0.0.2"), tls_context=ctx)
+    controller.start()
+    controller.cert, controller.recorder = cert, recorder
+    yield controller
+    controller.stop()
+
+
+def test_delivery_verify_needs_a_strong_suite_may_and_encrypt_do_not(ternd_factory, dns_factory, weak_tls_server):
+    server = weak_tls_server
+    # One name per policy: hops to the same host and port share connections
+    # whatever their policies. Only verify checks the name.
+    dns = dns_factory("--host-record=mx.weak.test,127.0.0.2", "--host-record=encrypt.weak.test,127.0.0.2",
+                      "--host-record=may.weak.test,127.0.0.2")
+    transport = [{"domain": "verify.test", "next_hop": f"mx.weak.test:{server.port}", "tls": "verify"},
+                 {"domain": "encrypt.test", "next_hop": f"encrypt.weak.test:{server.port}", "tls": "encrypt"},
+                 {"domain": "may.test", "next_hop": f"may.weak.test:{server.port}", "tls": "may"}]
+    t = delivering_ternd(ternd_factory, dns, server.port, delivery={"ca_file": server.cert},
+                         routing={"transport": transport})
+    send(t, ["bob@encrypt.test"])
+    send(t, ["bob@may.test"])
+    send(t, ["bob@verify.test"])
+    # Opportunistic TLS takes what the server has: any encryption beats none.
+    assert t.wait_event("delivered", rcpt="bob@encrypt.test")["tls"] == "yes"
+    assert t.wait_event("delivered", rcpt="bob@may.test")["tls"] == "yes"
+    # verify: the certificate would pass, the suite does not.
+    ev = t.wait_event("deferred", rcpt="bob@verify.test")
+    assert ev["dsn"] == "4.7.5", ev
+    assert all(e.get("rcpt") != "bob@verify.test" for e in t.events("delivered"))
+    assert sorted(server.recorder.messages) == [(["bob@encrypt.test"], True), (["bob@may.test"], True)]
