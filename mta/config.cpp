@@ -3,6 +3,8 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <pwd.h>
 #include <toml++/toml.h>
 #include <unistd.h>
@@ -14,6 +16,7 @@
 #include <cstring>
 #include <initializer_list>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <span>
@@ -85,6 +88,12 @@ certificate = ""
 private_key = ""
 # "TLSv1.2" or "TLSv1.3".
 min_version = "TLSv1.2"
+# Suites accepted on every listener, in OpenSSL's syntax. The defaults are
+# Mozilla's "intermediate" profile: for TLS 1.2 only forward secrecy (ECDHE,
+# DHE) with AEAD ciphers, and all of TLS 1.3.
+ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305"
+# TLS 1.3 suites; "" turns TLS 1.3 off.
+ciphersuites = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 
 [relay]
 # Who may relay (send to domains that are not local): "allow_all",
@@ -343,6 +352,18 @@ std::optional<uint64_t> checked_multiply(uint64_t a, uint64_t b, uint64_t limit)
   return a * b;
 }
 
+// Whether OpenSSL takes `list` as TLS 1.2 ciphers (SSL_CTX_set_cipher_list)
+// or as TLS 1.3 suites (SSL_CTX_set_ciphersuites). Asked on a scratch
+// context, so that a list it refuses is an error in the file, not a failed
+// start or reload.
+bool openssl_takes(const std::string& list, bool tls13) {
+  std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_method()), SSL_CTX_free);
+  const bool taken = ctx && (tls13 ? SSL_CTX_set_ciphersuites(ctx.get(), list.c_str())
+                                   : SSL_CTX_set_cipher_list(ctx.get(), list.c_str())) == 1;
+  ERR_clear_error();  // the refusal's reasons, which nobody else must find in this thread's queue
+  return taken;
+}
+
 }  // namespace
 
 // "250ms", "30s", "5m", "2h", "7d" -> milliseconds.
@@ -542,6 +563,8 @@ class ConfigReader {
     else if (key == "tls.certificate") read_string(key, node, tls.certificate);
     else if (key == "tls.private_key") read_string(key, node, tls.private_key);
     else if (key == "tls.min_version") read_choice(key, node, {"TLSv1.2", "TLSv1.3"}, tls.min_version);
+    else if (key == "tls.ciphers") read_cipher_list(key, node, false, tls.ciphers);
+    else if (key == "tls.ciphersuites") read_cipher_list(key, node, true, tls.ciphersuites);
 
     else if (key == "relay.mode") read_choice(key, node, {"allow_all", "block_all", "domains", "addresses", "domains_and_addresses", "pop_before_smtp"}, relay.mode);
     else if (key == "relay.pop_window") read_bounded(key, node, 15, 65535, relay.pop_window_minutes);
@@ -925,6 +948,20 @@ class ConfigReader {
     out = std::move(path);
   }
 
+  // TLS 1.2 ciphers or TLS 1.3 suites in OpenSSL's syntax, which OpenSSL
+  // must take; "" is allowed for TLS 1.3 only (no TLS 1.3).
+  void read_cipher_list(const std::string& key, const toml::node& node, bool tls13, std::string& out) {
+    std::string list;
+    if (!read_string(key, node, list)) return;
+    if (!openssl_takes(list, tls13)) {
+      fail(line_of(node), key,
+           tls13 ? quoted(list) + " is not a list of TLS 1.3 suites OpenSSL knows, such as \"TLS_AES_128_GCM_SHA256\""
+                 : "OpenSSL finds no cipher in " + quoted(list) + ", such as \"ECDHE-RSA-AES128-GCM-SHA256\"");
+      return;
+    }
+    out = std::move(list);
+  }
+
   void read_choice(const std::string& key, const toml::node& node, std::initializer_list<std::string_view> choices,
                    std::string& out) {
     read_choice(key, node, std::span<const std::string_view>(choices.begin(), choices.size()), out);
@@ -1109,6 +1146,10 @@ class ConfigReader {
     if (tls.certificate.empty() && !tls.private_key.empty()) {
       fail(line_for("tls.certificate", "tls.private_key"), "tls.certificate",
            "must be set when tls.private_key is set");
+    }
+    if (tls.min_version == "TLSv1.3" && tls.ciphersuites.empty()) {
+      fail(line_for("tls.ciphersuites", "tls.min_version"), "tls.ciphersuites",
+           "must not be \"\" (no TLS 1.3) when tls.min_version is \"TLSv1.3\"");
     }
     if (!config_.pop3.listen_tls.empty() && tls.certificate.empty()) {
       fail(line_for("pop3.listen_tls", "tls.certificate"), "pop3.listen_tls",

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "mta/io/tls_profile.h"
 #include "queue/result.h"
 
 namespace tern {
@@ -44,6 +45,8 @@ struct Config {
     std::string certificate;  // PEM chain; STARTTLS is offered only when set
     std::string private_key;  // PEM
     std::string min_version = "TLSv1.2";  // "TLSv1.2" or "TLSv1.3"
+    std::string ciphers{io::kIntermediateCiphers};            // TLS 1.2 suites (OpenSSL syntax)
+    std::string ciphersuites{io::kIntermediateCiphersuites};  // TLS 1.3 suites; "" = no TLS 1.3
   } tls;
 
   struct Relay {

@@ -47,7 +47,9 @@ Result<std::shared_ptr<const Settings>> build_settings(const Config& config) {
                                                config.server.hostname.empty() ? machine_hostname()
                                                                               : config.server.hostname});
   if (!config.tls.certificate.empty()) {
-    auto tls = io::TlsContext::create_server(config.tls.certificate, config.tls.private_key, config.tls.min_version);
+    auto tls = io::TlsContext::create_server(
+        config.tls.certificate, config.tls.private_key,
+        io::TlsProtocols{config.tls.min_version, config.tls.ciphers, config.tls.ciphersuites});
     if (!tls) return Error{"tls: " + tls.error()};
     s->tls = std::move(tls.value());
   }

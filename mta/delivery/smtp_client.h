@@ -32,10 +32,11 @@ struct ClientSettings {
   int64_t greeting_timeout_ms = 300'000;     // RFC 5321 §4.5.3.2.1: 5 minutes
   int64_t command_timeout_ms = 300'000;      // EHLO, MAIL, RCPT, RSET, AUTH, STARTTLS: 5 minutes
   int64_t data_timeout_ms = 600'000;         // content sent and the final reply: 10 minutes
-  // TLS contexts: `opportunistic` does not verify (may, encrypt);
-  // `verifying` checks chain and name (verify;
-  // io::TlsContext::create_verifying_client). Null: encrypt resp. verify
-  // fails (temporary, 4.7.5); may goes on in plain text.
+  // TLS contexts: `opportunistic` does not verify and takes any suite
+  // (may, encrypt); `verifying` checks chain and name and takes strong
+  // suites only (verify; io::TlsContext::create_verifying_client). Null:
+  // encrypt resp. verify fails (temporary, 4.7.5); may goes on in plain
+  // text.
   std::shared_ptr<const io::TlsContext> opportunistic;
   std::shared_ptr<const io::TlsContext> verifying;
 };

@@ -22,16 +22,33 @@ std::string openssl_error(std::string_view what) {
   return msg;
 }
 
+// Restricts `c` to `protocols`.
+Status apply_protocols(SSL_CTX* c, const TlsProtocols& protocols) {
+  SSL_CTX_set_min_proto_version(c, protocols.min_version == "TLSv1.3" ? TLS1_3_VERSION : TLS1_2_VERSION);
+  if (SSL_CTX_set_cipher_list(c, protocols.ciphers.c_str()) != 1)
+    return Error{openssl_error("TLS 1.2 ciphers \"" + protocols.ciphers + "\"")};
+  if (SSL_CTX_set_ciphersuites(c, protocols.ciphersuites.c_str()) != 1)
+    return Error{openssl_error("TLS 1.3 ciphersuites \"" + protocols.ciphersuites + "\"")};
+  // No TLS 1.3 suites: TLS 1.3 off. Said outright, as otherwise a server
+  // refuses every handshake ("no ciphers available": OpenSSL wants a suite
+  // for the highest version enabled).
+  if (protocols.ciphersuites.empty()) SSL_CTX_set_max_proto_version(c, TLS1_2_VERSION);
+  return {};
+}
+
 }  // namespace
 
 Result<std::shared_ptr<TlsContext>> TlsContext::create_server(const std::string& certificate,
                                                               const std::string& private_key,
-                                                              const std::string& min_version) {
+                                                              const TlsProtocols& protocols) {
   auto ctx = std::make_shared<TlsContext>();
   ctx->ctx_.reset(SSL_CTX_new(TLS_server_method()));
   if (!ctx->ctx_) return Error{openssl_error("SSL_CTX_new")};
   SSL_CTX* c = ctx->ctx_.get();
-  SSL_CTX_set_min_proto_version(c, min_version == "TLSv1.3" ? TLS1_3_VERSION : TLS1_2_VERSION);
+  if (Status applied = apply_protocols(c, protocols); !applied) return Error{applied.error()};
+  // The DHE suites need Diffie-Hellman parameters: OpenSSL's built-in
+  // groups, sized to the certificate's key.
+  SSL_CTX_set_dh_auto(c, 1);
   // No renegotiation (a DoS vector) and no compression (CRIME).
   SSL_CTX_set_options(c, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE);
   if (SSL_CTX_use_certificate_chain_file(c, certificate.c_str()) != 1)
@@ -85,6 +102,7 @@ Result<std::shared_ptr<TlsContext>> TlsContext::create_verifying_client(const st
   std::shared_ptr<TlsContext> ctx = created.value();
   ctx->verifies_peer_ = true;
   SSL_CTX* c = ctx->ctx_.get();
+  if (Status applied = apply_protocols(c, TlsProtocols{}); !applied) return Error{applied.error()};
   const int loaded = ca_file.empty() ? SSL_CTX_set_default_verify_paths(c)
                                      : SSL_CTX_load_verify_locations(c, ca_file.c_str(), nullptr);
   if (loaded != 1) return Error{openssl_error(ca_file.empty() ? "the default CA paths" : "CA file " + ca_file)};

@@ -7,28 +7,41 @@
 #include <string>
 #include <string_view>
 
+#include "mta/io/tls_profile.h"
 #include "queue/result.h"
 
 namespace tern::io {
+
+// The versions and suites a context accepts (tls.min_version,
+// tls.ciphers, tls.ciphersuites).
+struct TlsProtocols {
+  std::string min_version = "TLSv1.2";                  // or "TLSv1.3"
+  std::string ciphers{kIntermediateCiphers};            // TLS 1.2, OpenSSL cipher list syntax
+  std::string ciphersuites{kIntermediateCiphersuites};  // TLS 1.3; "" = no TLS 1.3
+};
 
 // An SSL_CTX, server or client side. Immutable once built; SIGHUP builds a
 // new one and new sessions pick it up.
 class TlsContext {
  public:
-  // A server context with the certificate chain and key loaded from files.
+  // A server context with the certificate chain and key loaded from files,
+  // accepting `protocols` only.
   static Result<std::shared_ptr<TlsContext>> create_server(const std::string& certificate,
                                                            const std::string& private_key,
-                                                           const std::string& min_version);
+                                                           const TlsProtocols& protocols);
   // A server context with a fresh self-signed certificate for `hostname`
   // (test servers such as tern-sink, which must not need files).
   static Result<std::shared_ptr<TlsContext>> create_self_signed(const std::string& hostname);
   // A client context that does not verify the peer: SMTP's opportunistic
-  // TLS (RFC 3207 section 4.1), and load generators.
+  // TLS (RFC 3207 section 4.1), and load generators. It takes any suite
+  // OpenSSL's default list allows: to a peer that is not authenticated,
+  // weak encryption still beats none (RFC 7435).
   static Result<std::shared_ptr<TlsContext>> create_client();
   // A client context that verifies the peer's chain against the PEM
   // certificates in `ca_file`, or the system's default CA paths when it is
-  // empty (the delivery policy "verify"). The name is checked per peer: see
-  // with_peer_name().
+  // empty (the delivery policy "verify"). Like a server with the default
+  // TlsProtocols, it accepts only the intermediate profile's suites. The
+  // name is checked per peer: see with_peer_name().
   static Result<std::shared_ptr<TlsContext>> create_verifying_client(const std::string& ca_file);
   // This context (the same SSL_CTX, shared) for sessions with one peer:
   // they send `host` as SNI and, when the context verifies, accept only a

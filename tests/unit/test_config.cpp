@@ -49,6 +49,8 @@ void expect_default_values(const Config& c) {
   EXPECT_EQ(c.tls.certificate, d.tls.certificate);
   EXPECT_EQ(c.tls.private_key, d.tls.private_key);
   EXPECT_EQ(c.tls.min_version, d.tls.min_version);
+  EXPECT_EQ(c.tls.ciphers, d.tls.ciphers);
+  EXPECT_EQ(c.tls.ciphersuites, d.tls.ciphersuites);
   EXPECT_EQ(c.relay.local_domains, d.relay.local_domains);
   EXPECT_EQ(c.relay.relay_domains, d.relay.relay_domains);
   EXPECT_EQ(c.relay.trusted_networks, d.relay.trusted_networks);
@@ -173,6 +175,8 @@ TEST(ConfigDefaults, EmbeddedDefaultFileNamesEveryKey) {
                           "certificate",
                           "private_key",
                           "min_version",
+                          "ciphers",
+                          "ciphersuites",
                           "local_domains",
                           "relay_domains",
                           "trusted_networks",
@@ -282,6 +286,8 @@ write_timeout = "45s"
 certificate = "/etc/tern/cert.pem"
 private_key = "/etc/tern/key.pem"
 min_version = "TLSv1.3"
+ciphers = "ECDHE-RSA-AES256-GCM-SHA384:AES128-SHA"
+ciphersuites = "TLS_AES_256_GCM_SHA384"
 
 [relay]
 local_domains = ["Example.COM", "mail.example.com"]
@@ -326,6 +332,8 @@ TEST(ConfigParse, EveryKeyIsRead) {
   EXPECT_EQ(c.tls.certificate, "/etc/tern/cert.pem");
   EXPECT_EQ(c.tls.private_key, "/etc/tern/key.pem");
   EXPECT_EQ(c.tls.min_version, "TLSv1.3");
+  EXPECT_EQ(c.tls.ciphers, "ECDHE-RSA-AES256-GCM-SHA384:AES128-SHA");
+  EXPECT_EQ(c.tls.ciphersuites, "TLS_AES_256_GCM_SHA384");
   EXPECT_EQ(c.relay.local_domains, (std::vector<std::string>{"example.com", "mail.example.com"}));
   EXPECT_EQ(c.relay.relay_domains, (std::vector<std::string>{"backup.example.net"}));
   EXPECT_EQ(c.relay.trusted_networks, (std::vector<std::string>{"192.168.0.0/16", "2001:db8::/32", "203.0.113.9"}));
@@ -524,6 +532,11 @@ TEST(ConfigValidation, EachErrorNamesItsLineAndKey) {
       {"[smtp]\nlisten = [\n  \"127.0.0.1:25\",\n  \"127.0.0.1:0\",\n]\n", 4, "smtp.listen", "1-65535"},
       {"[tls]\nmin_version = \"TLSv1.1\"\n", 2, "tls.min_version", "\"TLSv1.2\" or \"TLSv1.3\""},
       {"[tls]\ncertificate = \"/c.pem\"\n", 2, "tls.private_key", "must be set"},
+      {"[tls]\nciphers = \"NO-SUCH-CIPHER\"\n", 2, "tls.ciphers", "no cipher in \"NO-SUCH-CIPHER\""},
+      {"[tls]\nciphers = \"\"\n", 2, "tls.ciphers", "no cipher in \"\""},
+      {"[tls]\nciphers = [\"AES128-GCM-SHA256\"]\n", 2, "tls.ciphers", "must be a string"},
+      {"[tls]\nciphersuites = \"TLS_NOPE_SHA256\"\n", 2, "tls.ciphersuites", "TLS 1.3 suites"},
+      {"[tls]\nciphersuites = \"\"\nmin_version = \"TLSv1.3\"\n", 2, "tls.ciphersuites", "\"TLSv1.3\""},
       {"[tls]\nprivate_key = \"/k.pem\"\n", 2, "tls.certificate", "must be set"},
       {"[tls]\ncertificate = \"/c.pem\"\nprivate_key = \"\"\n", 3, "tls.private_key", "must be set"},
       {"[relay]\nlocal_domains = [\"\"]\n", 2, "relay.local_domains", "empty"},
@@ -630,6 +643,12 @@ TEST(ConfigValidation, DottedKeysAndInlineTablesWork) {
   ASSERT_TRUE(p.ok()) << all_errors(p);
   EXPECT_EQ(p.config.smtp.max_errors, 7u);
   EXPECT_EQ(p.config.tls.min_version, "TLSv1.3");
+}
+
+TEST(ConfigValidation, EmptyCiphersuitesTurnTls13OffUnderTls12) {
+  const auto p = parse("[tls]\nciphersuites = \"\"\n");
+  ASSERT_TRUE(p.ok()) << all_errors(p);
+  EXPECT_EQ(p.config.tls.ciphersuites, "");
 }
 
 TEST(ConfigValidation, AllErrorsAreReportedInLineOrder) {

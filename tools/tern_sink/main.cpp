@@ -98,7 +98,7 @@ int main(int argc, char** argv) {
   std::shared_ptr<const io::TlsContext> tls;
   if (options.advertises(kStartTls)) {
     auto ctx = options.cert.empty() ? io::TlsContext::create_self_signed(options.hostname)
-                                    : io::TlsContext::create_server(options.cert, options.key, "TLSv1.2");
+                                    : io::TlsContext::create_server(options.cert, options.key, io::TlsProtocols{});
     if (!ctx) return fail("TLS: " + ctx.error(), 1);
     tls = ctx.value();
   }
