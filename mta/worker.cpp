@@ -6,7 +6,7 @@
 #include "mta/text.h"
 #include "mta/smtp/session.h"
 
-template class tern::io::ServerThread<tern::smtp::Session>;
+template class tern::io::ServerThread<tern::io::StoppableSession>;
 
 namespace tern {
 

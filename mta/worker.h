@@ -1,5 +1,5 @@
 // One ternd worker thread: an io::ServerThread whose connections run SMTP
-// sessions. Nothing here is shared with other workers except through
+// or POP3 sessions. Nothing here is shared with other workers except through
 // ServerContext.
 #pragma once
 #include <memory>
@@ -9,23 +9,18 @@
 
 #include "dns/resolver.h"
 #include "mta/io/server_thread.h"
+#include "mta/io/stoppable_session.h"
 #include "mta/io/task.h"
 #include "mta/server_context.h"
 
-namespace tern {
-
-namespace smtp {
-class Session;
-}
-
-}  // namespace tern
-
-// Instantiated once, in worker.cpp, where Session is complete.
-extern template class tern::io::ServerThread<tern::smtp::Session>;
+// Instantiated once, in worker.cpp.
+extern template class tern::io::ServerThread<tern::io::StoppableSession>;
 
 namespace tern {
 
-class Worker : public io::ServerThread<smtp::Session> {
+// SMTP and POP3 sessions both register (attach/detach): shutdown asks each
+// to end and the loop waits for them.
+class Worker : public io::ServerThread<io::StoppableSession> {
  public:
   // `listeners`: what each endpoint given to start() serves.
   Worker(ServerContext& ctx, unsigned index, std::shared_ptr<const Settings> settings,

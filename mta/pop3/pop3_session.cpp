@@ -9,6 +9,7 @@
 
 #include "mta/clock.h"
 #include "mta/io/connection.h"
+#include "mta/io/stoppable_session.h"
 #include "mta/log.h"
 #include "mta/pop3/maildrop.h"
 #include "mta/pop3/pop3_command.h"
@@ -59,18 +60,28 @@ class MailboxLock {
   std::string user_;
 };
 
-class Session {
+class Session final : public io::StoppableSession {
  public:
   Session(Worker& worker, io::UniqueFd fd, bool implicit_tls)
       : worker_(worker),
         settings_(worker.settings()),
         conn_(worker.loop(), std::move(fd)),
         implicit_tls_(implicit_tls),
-        client_ip_(io::peer_ip(conn_.fd())) {}
+        client_ip_(io::peer_ip(conn_.fd())) {
+    worker_.attach(this);
+  }
+  ~Session() { worker_.detach(this); }
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
   io::Task<void> run();
+  // Shutdown: a session waiting for a command answers -ERR [SYS/TEMP] and
+  // closes now; one in a command finishes it first. Nothing is deleted
+  // without QUIT, so ending in TRANSACTION state loses nothing.
+  void request_stop() override {
+    stop_requested_ = true;
+    if (idle_) conn_.shutdown_read();
+  }
 
  private:
   enum class Next { go_on, close };
@@ -125,6 +136,8 @@ class Session {
   size_t retrieved_ = 0;
   size_t deleted_ = 0;
   bool quit_ = false;
+  bool idle_ = false;  // waiting for a command
+  bool stop_requested_ = false;
 };
 
 Session::Next Session::protocol_error(std::string_view text) {
@@ -182,16 +195,21 @@ io::Task<void> Session::run() {
   }
   ok("Tern POP3 server ready");
 
+  if (worker_.stopping()) stop_requested_ = true;  // accepted as the stop began
   std::string line;
   while (!quit_) {
-    // Not registered with the worker (see pop3_session.h): shutdown is
-    // noticed here, between commands. Nothing is deleted without QUIT.
-    if (worker_.stopping()) {
+    if (stop_requested_) {
       err("[SYS/TEMP] Server shutting down");
       break;
     }
     conn_.set_write_timeout(timeout_ms());
+    idle_ = true;
     const io::IoStatus st = co_await conn_.read_line(&line, kMaxLine, timeout_ms());
+    idle_ = false;
+    if (st == io::IoStatus::eof && stop_requested_) {
+      err("[SYS/TEMP] Server shutting down");
+      break;
+    }
     if (st == io::IoStatus::timeout) {
       // RFC 1939 §3: the autologout timer closes without a response (and
       // without entering UPDATE).

@@ -8,11 +8,10 @@
 // Blocking work (password hashing, Maildir reads and unlinks, the synced
 // POP-before-SMTP write) runs on ServerContext::auth_offload.
 //
-// Unlike smtp::Session, a POP3 session is not registered with the worker
-// (attach/detach are typed for smtp::Session): at shutdown it is not asked to
-// stop; it notices Worker::stopping() between commands, and otherwise ends
-// when its connection ends or the loop stops. Nothing is deleted unless QUIT
-// was completed, so abandoning one is safe.
+// Registered with the worker like smtp::Session: at shutdown a session
+// waiting for a command answers -ERR [SYS/TEMP] and closes, one in a
+// command finishes it first, and the worker waits for them (up to the
+// drain time). Nothing is deleted unless QUIT was completed.
 #pragma once
 #include "mta/io/net.h"
 #include "mta/io/task.h"

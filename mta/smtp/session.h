@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "mta/io/connection.h"
+#include "mta/io/stoppable_session.h"
 #include "mta/io/task.h"
 #include "mta/server_context.h"
 #include "mta/smtp/command.h"
@@ -26,7 +27,7 @@ namespace tern::smtp {
 // Spawned by the worker for each accepted connection.
 io::Task<void> run_session(Worker& worker, io::UniqueFd fd, ListenerKind listener);
 
-class Session {
+class Session final : public io::StoppableSession {
  public:
   Session(Worker& worker, io::UniqueFd fd, ListenerKind listener);
   ~Session();
@@ -36,7 +37,7 @@ class Session {
   io::Task<void> run();
   // Shutdown: an idle session answers 421 and closes now; one with a
   // transaction open finishes it first.
-  void request_stop();
+  void request_stop() override;
 
  private:
   enum class Next { go_on, close };

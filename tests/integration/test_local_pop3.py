@@ -5,6 +5,7 @@ clients nobody here wrote: swaks and smtplib to send, Python's poplib, curl
 import os
 import poplib
 import shutil
+import signal
 import smtplib
 import socket
 import ssl
@@ -286,6 +287,25 @@ def test_second_session_gets_in_use(mail_ternd):
     assert b"[IN-USE]" in e.value.args[0]
     first.quit()
     pop_login(t).quit()
+
+
+def test_shutdown_tells_idle_pop3_sessions_and_waits_for_them(mail_ternd):
+    # A POP3 session waiting for a command is asked to end like an SMTP one:
+    # it answers -ERR [SYS/TEMP] before the connection closes (it used to be
+    # dropped unannounced when the loop stopped, its frame never freed).
+    t = mail_ternd()
+    logged_in = pop_login(t)
+    refused = poplib.POP3("127.0.0.1", t.pop3, timeout=10)  # still in AUTHORIZATION
+    t.signal(signal.SIGTERM)
+    for p in (logged_in, refused):
+        line = p.file.readline()
+        assert line.startswith(b"-ERR [SYS/TEMP]"), line
+        assert p.file.readline() == b""  # then the server closes
+    assert t.wait_exit() == 0
+    t.stopped_by_test = True
+    log = t.log()
+    assert "drained=yes" in log
+    assert log.count("event=disconnect") >= 2
 
 
 def test_wrong_password_and_unknown_user_look_the_same(mail_ternd):
