@@ -35,7 +35,10 @@ struct NextHop {
   std::string via;
 
   // Recipients whose hops have equal keys share transactions and
-  // connections: kind, host and port.
+  // connections: kind, host, port, TLS policy and credentials. A connection
+  // is set up as the first hop of its destination says, so a hop that
+  // demands `verify` (or logs in as another user) must never ride on one
+  // opened for a laxer policy.
   std::string key() const;
   bool operator==(const NextHop&) const = default;
 };

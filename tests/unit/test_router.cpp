@@ -92,9 +92,32 @@ TEST(Router, KeysSeparateKindsHostsAndPorts) {
   NextHop mx;
   mx.host = "a.test";
   EXPECT_NE(mx.key(), relay("a.test", 25).key());
-  NextHop with_other_policy = relay("a.test", 25);
-  with_other_policy.tls = TlsPolicy::verify;
-  EXPECT_EQ(with_other_policy.key(), relay("a.test", 25).key());
+  NextHop same = relay("a.test", 25);
+  same.via = "transport";  // why a hop was chosen does not split connections
+  EXPECT_EQ(same.key(), relay("a.test", 25).key());
+}
+
+TEST(Router, KeysSeparateTlsPoliciesAndCredentials) {
+  // Hops to one host with a stricter TLS policy or other credentials must not
+  // share its connections: a `verify` hop on a `may` connection is a downgrade.
+  NextHop verify = relay("a.test", 25);
+  verify.tls = TlsPolicy::verify;
+  EXPECT_NE(verify.key(), relay("a.test", 25).key());
+  NextHop alice = relay("a.test", 25);
+  alice.auth = Credentials{"alice", "one"};
+  NextHop bob = relay("a.test", 25);
+  bob.auth = Credentials{"bob", "one"};
+  NextHop alice_other_password = alice;
+  alice_other_password.auth->password = "two";
+  EXPECT_NE(alice.key(), relay("a.test", 25).key());
+  EXPECT_NE(alice.key(), bob.key());
+  EXPECT_NE(alice.key(), alice_other_password.key());
+  // The user's length is in the key: "a:b" + "c" differs from "a" + "b:c".
+  NextHop colon_user = relay("a.test", 25);
+  colon_user.auth = Credentials{"a:b", "c"};
+  NextHop colon_password = relay("a.test", 25);
+  colon_password.auth = Credentials{"a", "b:c"};
+  EXPECT_NE(colon_user.key(), colon_password.key());
 }
 
 TEST(HopSpec, Forms) {
