@@ -121,7 +121,7 @@ void ControlServer::serve() {
       // it again at once: wait for descriptors to come back instead (the
       // destructor's join waits at most one pause).
       if (const int error = errno; io::AcceptBackoff::is_shortage(error)) {
-        const bool starts = !backoff.paused();
+        const bool starts = !backoff.in_episode();
         const int64_t retry_ms = backoff.failed(io::AcceptBackoff::now_ms());
         if (starts)
           log::event("accept_paused",
@@ -132,7 +132,7 @@ void ControlServer::serve() {
     }
     if (auto episode = backoff.succeeded(io::AcceptBackoff::now_ms()))
       log::event("accept_resumed",
-                 {{"listener", "control"}, {"pauses", episode->pauses}, {"paused_ms", episode->duration_ms}});
+                 {{"listener", "control"}, {"pauses", episode->pauses}, {"shortage_ms", episode->shortage_ms}});
     timeval tv{5, 0};  // a stuck ternctl must not wedge the control thread
     setsockopt(client.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(client.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);

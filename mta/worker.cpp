@@ -40,7 +40,7 @@ void Worker::accept_resumed(size_t listener, const io::AcceptBackoff::Episode& e
   log::event("accept_resumed", {{"worker", index()},
                                 {"listener", listener_kind_name(listeners_.at(listener))},
                                 {"pauses", episode.pauses},
-                                {"paused_ms", episode.duration_ms}});
+                                {"shortage_ms", episode.shortage_ms}});
 }
 
 void Worker::apply(std::shared_ptr<const Settings> settings) {

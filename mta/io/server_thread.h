@@ -101,7 +101,8 @@ class ServerThread {
   // `listener` pauses, first for `retry_ms`. Called once per episode, not
   // per attempt.
   virtual void accept_paused(size_t /*listener*/, int /*error*/, int64_t /*retry_ms*/) {}
-  // An accept on `listener` worked again, ending `episode`.
+  // An accept on `listener` worked again, a quiet while after the last
+  // failure: `episode` is over.
   virtual void accept_resumed(size_t /*listener*/, const AcceptBackoff::Episode& /*episode*/) {}
 
  private:
@@ -132,7 +133,7 @@ class ServerThread {
         accept_failed(-fd);
         return 0;
       }
-      const bool starts = !backoff.paused();
+      const bool starts = !backoff.in_episode();
       const int64_t retry_ms = backoff.failed(AcceptBackoff::now_ms());
       if (starts) accept_paused(listener, -fd, retry_ms);
       return retry_ms;
