@@ -51,8 +51,8 @@ class AcceptBackoff {
   }
 
   struct Episode {
-    unsigned pauses = 0;        // accepts that failed and were paused for
-    int64_t shortage_ms = 0;    // from the first of them to the last
+    unsigned pauses = 0;      // accepts that failed and were paused for
+    int64_t shortage_ms = 0;  // from the first of them to the last
   };
 
   bool in_episode() const { return in_episode_; }
