@@ -13,6 +13,7 @@
 
 #include "mta/clock.h"
 #include "mta/config.h"
+#include "mta/io/accept_backoff.h"
 #include "mta/log.h"
 
 namespace tern {
@@ -110,11 +111,28 @@ Result<io::UniqueFd> ControlServer::listen(const std::string& socket_path) {
 }
 
 void ControlServer::serve() {
+  io::AcceptBackoff backoff;
   while (!stop_) {
     pollfd p{listen_fd_.get(), POLLIN, 0};
     if (poll(&p, 1, 200) <= 0) continue;
     io::UniqueFd client(accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    if (client.get() < 0) continue;
+    if (client.get() < 0) {
+      // Out of descriptors the connection stays queued and poll() reports
+      // it again at once: wait for descriptors to come back instead (the
+      // destructor's join waits at most one pause).
+      if (const int error = errno; io::AcceptBackoff::is_shortage(error)) {
+        const bool starts = !backoff.in_episode();
+        const int64_t retry_ms = backoff.failed(io::AcceptBackoff::now_ms());
+        if (starts)
+          log::event("accept_paused",
+                     {{"listener", "control"}, {"error", io::AcceptBackoff::error_name(error)}, {"retry_ms", retry_ms}});
+        std::this_thread::sleep_for(std::chrono::milliseconds(retry_ms));
+      }
+      continue;
+    }
+    if (auto episode = backoff.succeeded(io::AcceptBackoff::now_ms()))
+      log::event("accept_resumed",
+                 {{"listener", "control"}, {"pauses", episode->pauses}, {"shortage_ms", episode->shortage_ms}});
     timeval tv{5, 0};  // a stuck ternctl must not wedge the control thread
     setsockopt(client.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(client.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);

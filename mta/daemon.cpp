@@ -19,6 +19,7 @@
 #include "mta/control_server.h"
 #include "mta/delivery/delivery_engine.h"
 #include "mta/delivery/engine_config.h"
+#include "mta/fd_budget.h"
 #include "mta/log.h"
 #include "mta/privileges.h"
 #include "mta/server_context.h"
@@ -97,6 +98,25 @@ void make_parent_dir(const std::string& path) {
   if (!parent.empty()) std::filesystem::create_directories(parent, ec);
 }
 
+// Fits the connection limits of `config` into the open-file limit (at start
+// and at every reload) and says what it found.
+void fit_file_limit(Config& config, unsigned workers, size_t listeners, const FileLimit& files,
+                    const std::string& raise_error) {
+  const FdFit fit = fit_fd_budget(config, workers, listeners, files.soft);
+  std::string lowered;
+  for (const std::string& l : fit.lowered) lowered += (lowered.empty() ? "" : ", ") + l;
+  if (lowered.empty())
+    log::event("fd_limit", {{"soft", files.soft}, {"hard", files.hard}, {"needed", fit.needed}, {"status", "ok"}});
+  else
+    log::event("fd_limit", {{"soft", files.soft},
+                            {"hard", files.hard},
+                            {"needed", fit.needed},
+                            {"status", "lowered"},
+                            {"lowered", lowered},
+                            {"why", "the configured connection limits need more open files than the limit allows"}});
+  if (!raise_error.empty()) log::event("fd_limit_not_raised", {{"error", raise_error}});
+}
+
 // Settings a running daemon cannot change: they need a restart.
 void warn_fixed_settings(const Config& old_cfg, const Config& new_cfg) {
   auto warn = [](const char* key) { log::event("reload_needs_restart", {{"key", key}}); };
@@ -138,9 +158,6 @@ int run_daemon(const std::string& config_path) {
     log::shutdown();
     return 1;
   };
-  auto settings = build_settings(config);
-  if (!settings) return fatal(settings.error());
-
   std::vector<io::Endpoint> endpoints;
   std::vector<ListenerKind> listener_kinds;
   for (const auto& [list, kind] : {std::pair{&config.smtp.listen, ListenerKind::mta},
@@ -155,6 +172,17 @@ int run_daemon(const std::string& config_path) {
       listener_kinds.push_back(kind);
     }
   }
+  const unsigned n_workers =
+      config.server.workers ? config.server.workers : std::max(1u, std::thread::hardware_concurrency());
+
+  // Before anything opens descriptors in numbers, and while still root
+  // (though raising the soft limit to the hard one needs no privilege).
+  std::string raise_error;
+  auto files = raise_file_limit(&raise_error);
+  if (!files) return fatal(files.error());
+  fit_file_limit(config, n_workers, endpoints.size(), files.value(), raise_error);
+  auto settings = build_settings(config);
+  if (!settings) return fatal(settings.error());
 
   // Signals are taken synchronously by this thread; every other thread
   // inherits the blocked mask.
@@ -180,7 +208,6 @@ int run_daemon(const std::string& config_path) {
   auto control_socket = ControlServer::listen(config.control.socket);
   if (!control_socket) return fatal(control_socket.error());
   log::event("control_listening", {{"socket", config.control.socket}});
-  unsigned n_workers = config.server.workers ? config.server.workers : std::max(1u, std::thread::hardware_concurrency());
   std::vector<std::vector<io::UniqueFd>> listeners;
   for (unsigned i = 0; i < n_workers; ++i) {
     auto bound = Worker::bind(endpoints);
@@ -305,6 +332,7 @@ int run_daemon(const std::string& config_path) {
           log::event("reload", {{"status", "error"}, {"error", format_config_error(e)}});
         continue;
       }
+      fit_file_limit(fresh.config, n_workers, endpoints.size(), files.value(), "");
       auto next = build_settings(fresh.config);
       if (!next) {
         log::event("reload", {{"status", "error"}, {"error", next.error()}});

@@ -27,6 +27,22 @@ void Worker::serve(io::UniqueFd fd, size_t listener) {
 
 void Worker::accept_failed(int error) { log::event("accept_error", {{"worker", index()}, {"errno", error}}); }
 
+void Worker::accept_paused(size_t listener, int error, int64_t retry_ms) {
+  // The connections open in the whole process: they hold the descriptors.
+  log::event("accept_paused", {{"worker", index()},
+                               {"listener", listener_kind_name(listeners_.at(listener))},
+                               {"error", io::AcceptBackoff::error_name(error)},
+                               {"connections", ctx_.limiter.total() + ctx_.pop3_limiter.total()},
+                               {"retry_ms", retry_ms}});
+}
+
+void Worker::accept_resumed(size_t listener, const io::AcceptBackoff::Episode& episode) {
+  log::event("accept_resumed", {{"worker", index()},
+                                {"listener", listener_kind_name(listeners_.at(listener))},
+                                {"pauses", episode.pauses},
+                                {"shortage_ms", episode.shortage_ms}});
+}
+
 void Worker::apply(std::shared_ptr<const Settings> settings) {
   post([this, settings = std::move(settings)]() mutable { settings_ = std::move(settings); });
 }

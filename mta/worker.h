@@ -42,6 +42,8 @@ class Worker : public io::ServerThread<io::StoppableSession> {
  private:
   void serve(io::UniqueFd fd, size_t listener) override;
   void accept_failed(int error) override;
+  void accept_paused(size_t listener, int error, int64_t retry_ms) override;
+  void accept_resumed(size_t listener, const io::AcceptBackoff::Episode& episode) override;
 
   ServerContext& ctx_;
   std::shared_ptr<const Settings> settings_;

@@ -32,7 +32,13 @@ struct Loop::AcceptOp : Operation {
   Loop* loop;
   int fd;
   bool cancelled = false;
-  std::function<void(int)> on_accept;
+  std::function<int64_t(int)> on_accept;
+  // The timer that re-arms the accept after a pause. Not cancelled with
+  // the accept: when it fires, `cancelled` keeps it from re-arming.
+  struct Pause : Operation {
+    AcceptOp* accept = nullptr;
+    __kernel_timespec ts{};
+  } pause;
 };
 
 Result<std::unique_ptr<Loop>> Loop::create(unsigned entries) {
@@ -265,7 +271,7 @@ void Loop::IoAwaiter::await_suspend(std::coroutine_handle<> h) {
   loop->started();
 }
 
-void Loop::accept_multishot(int fd, std::function<void(int)> on_accept) {
+void Loop::accept_multishot(int fd, std::function<int64_t(int)> on_accept) {
   auto op = std::make_unique<AcceptOp>();
   op->loop = this;
   op->fd = fd;
@@ -273,17 +279,30 @@ void Loop::accept_multishot(int fd, std::function<void(int)> on_accept) {
   op->complete = [](Operation* o, int res, uint32_t flags) {
     auto* self = static_cast<AcceptOp*>(o);
     if (self->cancelled) return;
-    if (res != -ECANCELED) self->on_accept(res);
-    if (!(flags & IORING_CQE_F_MORE) && !self->cancelled && !self->loop->stopping_) {
-      io_uring_sqe* s = self->loop->sqe();
-      io_uring_prep_multishot_accept(s, self->fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-      io_uring_sqe_set_data(s, self);
+    const int64_t pause_ms = res == -ECANCELED ? 0 : self->on_accept(res);
+    if ((flags & IORING_CQE_F_MORE) || self->cancelled || self->loop->stopping_) return;
+    if (pause_ms <= 0) {
+      self->loop->arm_accept(self);
+      return;
     }
+    set_timespec(&self->pause.ts, pause_ms);
+    io_uring_sqe* s = self->loop->sqe();
+    io_uring_prep_timeout(s, &self->pause.ts, 0, 0);
+    io_uring_sqe_set_data(s, &self->pause);
   };
-  io_uring_sqe* s = sqe();
-  io_uring_prep_multishot_accept(s, fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-  io_uring_sqe_set_data(s, op.get());
+  op->pause.accept = op.get();
+  op->pause.complete = [](Operation* o, int, uint32_t) {
+    AcceptOp* accept = static_cast<AcceptOp::Pause*>(o)->accept;
+    if (!accept->cancelled && !accept->loop->stopping_) accept->loop->arm_accept(accept);
+  };
+  arm_accept(op.get());
   accepts_.push_back(std::move(op));
+}
+
+void Loop::arm_accept(AcceptOp* op) {
+  io_uring_sqe* s = sqe();
+  io_uring_prep_multishot_accept(s, op->fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  io_uring_sqe_set_data(s, op);
 }
 
 void Loop::cancel_fd(int fd) {

@@ -66,8 +66,10 @@ class Loop {
   void cancel(Operation* op);
 
   // Multishot accept on `fd`; `on_accept(client_fd)` for each connection
-  // (client_fd < 0: an error; the accept is re-armed unless stopping).
-  void accept_multishot(int fd, std::function<void(int)> on_accept);
+  // (client_fd < 0: -errno). An error ends the multishot request: unless
+  // stopping or cancelled, it is re-armed after the milliseconds on_accept
+  // returned (0: at once; more when retrying at once cannot work, EMFILE).
+  void accept_multishot(int fd, std::function<int64_t(int)> on_accept);
   // Cancels every request on `fd` (used to stop accepting).
   void cancel_fd(int fd);
 
@@ -86,6 +88,8 @@ class Loop {
   static constexpr unsigned kBufferCount = 256;
   static constexpr unsigned kBufferSize = 16 * 1024;
   void arm_wakeup();
+  struct AcceptOp;
+  void arm_accept(AcceptOp* op);
   // Copies a provided buffer's bytes out and returns the buffer to the ring.
   void take_buffer(uint16_t bid, unsigned len, std::string* sink);
   void drain_posted();
@@ -104,7 +108,6 @@ class Loop {
   size_t in_flight_ = 0;
   std::mutex posted_mu_;
   std::vector<std::function<void()>> posted_;
-  struct AcceptOp;
   std::vector<std::unique_ptr<AcceptOp>> accepts_;
 
   friend struct RecvAwaiter;

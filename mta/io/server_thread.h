@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "mta/io/accept_backoff.h"
 #include "mta/io/loop.h"
 #include "mta/io/net.h"
 #include "queue/result.h"
@@ -93,9 +94,16 @@ class ServerThread {
   // On the loop thread, for each accepted connection while not stopping
   // (TCP_NODELAY already set); `listener` indexes the endpoints given to start().
   virtual void serve(UniqueFd fd, size_t listener) = 0;
-  // An accept failed with -`error` (EMFILE and friends): the kernel keeps the
-  // connection queued and the accept is re-armed.
+  // An accept failed with `error`, not for want of descriptors or memory
+  // (a client that gave up, say): the accept is re-armed at once.
   virtual void accept_failed(int /*error*/) {}
+  // Descriptors or memory ran out (`error`, see AcceptBackoff): accepting on
+  // `listener` pauses, first for `retry_ms`. Called once per episode, not
+  // per attempt.
+  virtual void accept_paused(size_t /*listener*/, int /*error*/, int64_t /*retry_ms*/) {}
+  // An accept on `listener` worked again, a quiet while after the last
+  // failure: `episode` is over.
+  virtual void accept_resumed(size_t /*listener*/, const AcceptBackoff::Episode& /*episode*/) {}
 
  private:
   void run(std::vector<UniqueFd> listeners, std::promise<Status>* ready) {
@@ -107,25 +115,37 @@ class ServerThread {
     }
     loop_ = std::move(loop.value());
     listeners_ = std::move(listeners);
+    backoffs_.resize(listeners_.size());
     for (size_t listener = 0; listener < listeners_.size(); ++listener) {
-      loop_->accept_multishot(listeners_[listener].get(), [this, listener](int client) { on_accept(client, listener); });
+      loop_->accept_multishot(listeners_[listener].get(),
+                              [this, listener](int client) { return on_accept(client, listener); });
     }
     ready->set_value(Status{});  // `ready` dies with start(); not touched after this
     loop_->run();
     finished_.store(true, std::memory_order_release);
   }
 
-  void on_accept(int fd, size_t listener) {
+  // Returns how long to wait before accepting again after an error.
+  int64_t on_accept(int fd, size_t listener) {
+    AcceptBackoff& backoff = backoffs_[listener];
     if (fd < 0) {
-      accept_failed(-fd);
-      return;
+      if (!AcceptBackoff::is_shortage(-fd)) {
+        accept_failed(-fd);
+        return 0;
+      }
+      const bool starts = !backoff.in_episode();
+      const int64_t retry_ms = backoff.failed(AcceptBackoff::now_ms());
+      if (starts) accept_paused(listener, -fd, retry_ms);
+      return retry_ms;
     }
+    if (auto episode = backoff.succeeded(AcceptBackoff::now_ms())) accept_resumed(listener, *episode);
     if (stopping_) {
       ::close(fd);
-      return;
+      return 0;
     }
     set_nodelay(fd);
     serve(UniqueFd(fd), listener);
+    return 0;
   }
 
   // Out of the class body: it needs Session complete, so users declare the
@@ -136,6 +156,7 @@ class ServerThread {
   unsigned index_;
   std::unique_ptr<Loop> loop_;
   std::vector<UniqueFd> listeners_;
+  std::vector<AcceptBackoff> backoffs_;  // one per listener
   std::unordered_set<Session*> sessions_;
   bool stopping_ = false;
   std::atomic<bool> finished_{false};

@@ -9,6 +9,7 @@ tools/ternctl (set by ctest; defaults to <repo>/build for manual runs).
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import smtplib
@@ -115,7 +116,10 @@ def make_cert(directory, cn="localhost"):
 class Ternd:
     """One ternd process with its own directory, config, port and log."""
 
-    def __init__(self, workdir, overrides=None, hostname="mx.test.invalid"):
+    def __init__(self, workdir, overrides=None, hostname="mx.test.invalid", open_files=None, hold_fds=0):
+        """open_files: (soft, hard) RLIMIT_NOFILE to start ternd with.
+        hold_fds: descriptors ternd inherits open (/dev/null), standing for
+        files something else in the process holds."""
         self.dir = workdir
         self.hostname = hostname
         self.spool = os.path.join(workdir, "spool")
@@ -128,6 +132,8 @@ class Ternd:
         self.extra_listen = []
         self._logf = None
         self.stopped_by_test = False
+        self.open_files = open_files
+        self.hold_fds = hold_fds
 
     # ---- configuration ----
     def config(self, port):
@@ -166,9 +172,21 @@ class Ternd:
                 self.port = free_port()
             self.write_config()
             self._logf = open(self.log_path, "ab")
-            self.proc = subprocess.Popen(
-                [TERND, "--config", self.config_path], cwd=self.dir,
-                stdin=subprocess.DEVNULL, stdout=self._logf, stderr=self._logf)
+            preexec = None
+            if self.open_files:
+                soft, hard = self.open_files
+                preexec = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+            held = [os.open("/dev/null", os.O_RDONLY) for _ in range(self.hold_fds)]
+            try:
+                if self.open_files:
+                    assert all(fd < self.open_files[0] for fd in held), "held descriptors above the limit"
+                self.proc = subprocess.Popen(
+                    [TERND, "--config", self.config_path], cwd=self.dir,
+                    stdin=subprocess.DEVNULL, stdout=self._logf, stderr=self._logf,
+                    preexec_fn=preexec, pass_fds=held)
+            finally:
+                for fd in held:
+                    os.close(fd)
             try:
                 self.wait_ready(timeout)
                 return self
@@ -251,6 +269,16 @@ class Ternd:
         except FileNotFoundError:
             return ""
 
+    def log_tail(self, n):
+        """The last n bytes of the log, without reading all of it (a daemon
+        that logs in a loop writes gigabytes)."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(max(0, f.seek(0, os.SEEK_END) - n))
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
     def events(self, code=None):
         """Parsed kv log lines: list of dicts (with 'event' key)."""
         out = []
@@ -268,7 +296,7 @@ class Ternd:
                 if all(ev.get(k) == v for k, v in match.items()):
                     return ev
             return None
-        return wait_until(find, timeout, what=f"log event={code} {match}\n--- log ---\n{self.log()[-3000:]}")
+        return wait_until(find, timeout, what=f"log event={code} {match}\n--- log ---\n{self.log_tail(3000)}")
 
     # ---- clients ----
     def raw(self, timeout=DEFAULT_TIMEOUT, banner=True, host="127.0.0.1"):
@@ -571,7 +599,7 @@ def ternd_factory(workdir, request):
         if "Sanitizer" in log or "runtime error:" in log:  # a sanitizer build reports here
             crashed.append(f"ternd in {t.dir}: sanitizer report in its log")
         if failed or crashed:
-            print(f"\n--- ternd log ({t.dir}) ---\n{t.log()[-6000:]}")
+            print(f"\n--- ternd log ({t.dir}) ---\n{t.log_tail(6000)}")
     if crashed:
         pytest.fail("; ".join(crashed))
 
