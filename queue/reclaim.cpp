@@ -1,0 +1,174 @@
+#include "queue/reclaim.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/metadata.h>
+#include <rocksdb/options.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <system_error>
+
+namespace tern::queue {
+namespace {
+
+namespace rdb = rocksdb;
+
+// Forced garbage collection relocates the live bodies of the blob files it
+// covers; limiting it to files at least this much garbage means it never
+// writes more than it frees.
+constexpr double kGarbageShareToCollect = 0.5;
+
+int64_t steady_now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+Status rocksdb_failure(const char* what, const rdb::Status& s) {
+  return Error{std::string(what) + ": " + s.ToString()};
+}
+
+// The age cutoff (RocksDB's share of blob files, oldest first) that covers
+// the oldest files while each is mostly garbage; 0 when the oldest is not.
+double garbage_age_cutoff(std::vector<rdb::BlobMetaData> files) {
+  std::sort(files.begin(), files.end(),
+            [](const auto& a, const auto& b) { return a.blob_file_number < b.blob_file_number; });
+  size_t covered = 0;
+  while (covered < files.size() && files[covered].garbage_blob_bytes >=
+                                       kGarbageShareToCollect * static_cast<double>(files[covered].total_blob_bytes)) {
+    ++covered;
+  }
+  if (covered == 0) return 0;
+  // RocksDB collects the files before index cutoff * count; half a file more
+  // keeps rounding from leaving out the last one meant.
+  return std::min(1.0, (static_cast<double>(covered) + 0.5) / static_cast<double>(files.size()));
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+
+ReclaimSchedule::ReclaimSchedule(int64_t now_us) : last_write_us_(now_us), pending_since_(now_us) {}
+
+bool ReclaimSchedule::wrote(int64_t now_us, bool deleted_bodies) {
+  last_write_us_ = now_us;
+  if (!deleted_bodies || pending_since_) return false;
+  pending_since_ = now_us;
+  return true;
+}
+
+std::optional<int64_t> ReclaimSchedule::due_at() const {
+  if (!pending_since_) return std::nullopt;
+  return std::max(std::min(last_write_us_ + kQuietUs, *pending_since_ + kBusyUs), not_before_us_);
+}
+
+void ReclaimSchedule::started(int64_t now_us) {
+  pending_since_.reset();
+  not_before_us_ = now_us + kMinGapUs;
+}
+
+void ReclaimSchedule::retry_later(int64_t now_us) {
+  if (!pending_since_) pending_since_ = now_us;
+  not_before_us_ = now_us + kMinGapUs;
+}
+
+// ---------------------------------------------------------------------------
+
+Status reclaim_space(rdb::DB& db, const std::vector<rdb::ColumnFamilyHandle*>& families,
+                     rdb::ColumnFamilyHandle* bodies, std::atomic<bool>& canceled) {
+  rdb::FlushOptions flush;
+  flush.wait = true;
+  // The point is to free space, not to make room for writes: a pass that
+  // waits for a stall to clear would only arrive later.
+  flush.allow_write_stall = true;
+  if (rdb::Status s = db.Flush(flush, families); !s.ok()) return rocksdb_failure("flushing the spool", s);
+  if (canceled.load()) return {};
+
+  rdb::CompactRangeOptions compact;
+  compact.canceled = &canceled;
+  // A deletion only frees a blob once it meets the reference it deletes, which
+  // sits at the bottommost level more often than not.
+  compact.bottommost_level_compaction = rdb::BottommostLevelCompaction::kForceOptimized;
+  rdb::Status s = db.CompactRange(compact, bodies, nullptr, nullptr);
+  if (s.IsManualCompactionPaused() || canceled.load()) return {};
+  if (!s.ok()) return rocksdb_failure("compacting message bodies", s);
+
+  // Only now is the garbage of each blob file known: the compaction above
+  // counted the references it dropped.
+  rdb::ColumnFamilyMetaData meta;
+  db.GetColumnFamilyMetaData(bodies, &meta);
+  double cutoff = garbage_age_cutoff(std::move(meta.blob_files));
+  if (cutoff <= 0) return {};
+  compact.blob_garbage_collection_policy = rdb::BlobGarbageCollectionPolicy::kForce;
+  compact.blob_garbage_collection_age_cutoff = cutoff;
+  s = db.CompactRange(compact, bodies, nullptr, nullptr);
+  if (s.IsManualCompactionPaused() || canceled.load()) return {};
+  if (!s.ok()) return rocksdb_failure("collecting blob garbage", s);
+  return {};
+}
+
+uint64_t disk_usage(const std::string& directory) {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (std::filesystem::recursive_directory_iterator it(directory, ec), end; !ec && it != end; it.increment(ec)) {
+    struct stat st {};
+    if (::lstat(it->path().c_str(), &st) == 0 && S_ISREG(st.st_mode)) total += uint64_t(st.st_blocks) * 512;
+  }
+  return total;
+}
+
+// ---------------------------------------------------------------------------
+
+Result<std::unique_ptr<Reclaimer>> Reclaimer::start(Pass pass) {
+  std::unique_ptr<Reclaimer> reclaimer(new Reclaimer(std::move(pass)));
+  try {
+    reclaimer->thread_ = std::thread([r = reclaimer.get()] { r->run(); });
+  } catch (const std::system_error& e) {
+    return Error{std::string("starting the spool reclaimer: ") + e.what()};
+  }
+  return reclaimer;
+}
+
+Reclaimer::Reclaimer(Pass pass) : pass_(std::move(pass)), schedule_(steady_now_us()) {}
+
+Reclaimer::~Reclaimer() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_.store(true);
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Reclaimer::wrote(bool deleted_bodies) {
+  bool newly_pending;
+  {
+    std::lock_guard lock(mutex_);
+    newly_pending = schedule_.wrote(steady_now_us(), deleted_bodies);
+  }
+  if (newly_pending) wake_.notify_one();
+}
+
+void Reclaimer::run() {
+  std::unique_lock lock(mutex_);
+  while (!stopping_.load()) {
+    std::optional<int64_t> due = schedule_.due_at();
+    if (!due) {
+      wake_.wait(lock);
+      continue;
+    }
+    int64_t now = steady_now_us();
+    if (now < *due) {
+      wake_.wait_for(lock, std::chrono::microseconds(*due - now));
+      continue;
+    }
+    schedule_.started(now);
+    lock.unlock();
+    Outcome outcome = pass_(stopping_);
+    lock.lock();
+    if (outcome != Outcome::reclaimed) schedule_.retry_later(steady_now_us());
+  }
+}
+
+}  // namespace tern::queue
