@@ -15,6 +15,9 @@ namespace {
 
 namespace rdb = rocksdb;
 
+constexpr auto kSettleInterval = std::chrono::milliseconds(100);
+constexpr int kSettleChecks = 20;
+
 // Forced garbage collection relocates the live bodies of the blob files it
 // covers; limiting it to files at least this much garbage means it never
 // writes more than it frees.
@@ -116,6 +119,17 @@ uint64_t disk_usage(const std::string& directory) {
     if (::lstat(it->path().c_str(), &st) == 0 && S_ISREG(st.st_mode)) total += uint64_t(st.st_blocks) * 512;
   }
   return total;
+}
+
+uint64_t settled_disk_usage(const std::string& directory, const std::atomic<bool>& canceled) {
+  uint64_t last = disk_usage(directory);
+  for (int i = 0; i < kSettleChecks && !canceled.load(); ++i) {
+    std::this_thread::sleep_for(kSettleInterval);
+    uint64_t now = disk_usage(directory);
+    if (now == last) break;
+    last = now;
+  }
+  return last;
 }
 
 // ---------------------------------------------------------------------------

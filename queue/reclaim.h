@@ -77,6 +77,10 @@ Status reclaim_space(rocksdb::DB& db, const std::vector<rocksdb::ColumnFamilyHan
 // The bytes the files under `directory` take on disk (allocated blocks, what
 // statvfs and `min_free_space` see); files that vanish meanwhile count 0.
 uint64_t disk_usage(const std::string& directory);
+// disk_usage() once it has stopped changing, for at most about 2 seconds:
+// RocksDB deletes the files a compaction made obsolete on its own thread,
+// after CompactRange() has returned.
+uint64_t settled_disk_usage(const std::string& directory, const std::atomic<bool>& canceled);
 
 // The thread that runs passes when the schedule says so.
 class Reclaimer {

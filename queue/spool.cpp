@@ -855,30 +855,32 @@ struct Spool::Impl {
   }
 
   // One reclaimer pass (its thread). Holds the database open against a
-  // reopen meanwhile; skipped while writes fail, since a flush would only
-  // fail the same way.
+  // reopen while it uses it; skipped while writes fail, since a flush would
+  // only fail the same way.
   Reclaimer::Outcome reclaim(std::atomic<bool>& stopping) {
-    std::shared_lock lock(db_mutex);
-    if (!db || failed.load()) return Reclaimer::Outcome::deferred;
     auto started = std::chrono::steady_clock::now();
     uint64_t before = disk_usage(options.directory);
-    std::vector<rdb::ColumnFamilyHandle*> all;
-    for (const FamilyHandle& handle : families.handles) all.push_back(handle.get());
-    Status s = reclaim_space(*db, all, families[kBodies], stopping);
-    if (stopping.load()) return Reclaimer::Outcome::deferred;
-    if (!s) {
-      reclaim_failures.fetch_add(1, std::memory_order_relaxed);
-      report(SpoolEvent::Kind::reclaim_failed, s.error());
-      return Reclaimer::Outcome::failed;
+    {
+      std::shared_lock lock(db_mutex);
+      if (!db || failed.load()) return Reclaimer::Outcome::deferred;
+      std::vector<rdb::ColumnFamilyHandle*> all;
+      for (const FamilyHandle& handle : families.handles) all.push_back(handle.get());
+      Status s = reclaim_space(*db, all, families[kBodies], stopping);
+      if (stopping.load()) return Reclaimer::Outcome::deferred;
+      if (!s) {
+        reclaim_failures.fetch_add(1, std::memory_order_relaxed);
+        report(SpoolEvent::Kind::reclaim_failed, s.error());
+        return Reclaimer::Outcome::failed;
+      }
     }
-    uint64_t after = disk_usage(options.directory);
+    auto took = std::chrono::steady_clock::now() - started;
+    uint64_t after = settled_disk_usage(options.directory, stopping);
     reclaims.fetch_add(1, std::memory_order_relaxed);
     if (before > after) reclaimed_bytes.fetch_add(before - after, std::memory_order_relaxed);
     SpoolEvent event{SpoolEvent::Kind::reclaimed, {}};
     event.bytes_before = before;
     event.bytes_after = after;
-    event.duration_us =
-        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count();
+    event.duration_us = std::chrono::duration_cast<std::chrono::microseconds>(took).count();
     if (options.on_event) options.on_event(event);
     return Reclaimer::Outcome::reclaimed;
   }
