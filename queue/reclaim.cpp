@@ -71,9 +71,9 @@ void ReclaimSchedule::started(int64_t now_us) {
   not_before_us_ = now_us + kMinGapUs;
 }
 
-void ReclaimSchedule::retry_later(int64_t now_us) {
+void ReclaimSchedule::retry_later(int64_t now_us, int64_t delay_us) {
   if (!pending_since_) pending_since_ = now_us;
-  not_before_us_ = now_us + kMinGapUs;
+  not_before_us_ = now_us + delay_us;
 }
 
 // ---------------------------------------------------------------------------
@@ -116,7 +116,8 @@ uint64_t disk_usage(const std::string& directory) {
   std::error_code ec;
   for (std::filesystem::recursive_directory_iterator it(directory, ec), end; !ec && it != end; it.increment(ec)) {
     struct stat st {};
-    if (::lstat(it->path().c_str(), &st) == 0 && S_ISREG(st.st_mode)) total += uint64_t(st.st_blocks) * 512;
+    if (::lstat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    total += static_cast<uint64_t>(st.st_blocks) * 512;
   }
   return total;
 }
@@ -181,7 +182,8 @@ void Reclaimer::run() {
     lock.unlock();
     Outcome outcome = pass_(stopping_);
     lock.lock();
-    if (outcome != Outcome::reclaimed) schedule_.retry_later(steady_now_us());
+    if (outcome == Outcome::failed) schedule_.retry_later(steady_now_us(), ReclaimSchedule::kFailedRetryUs);
+    if (outcome == Outcome::deferred) schedule_.retry_later(steady_now_us(), ReclaimSchedule::kMinGapUs);
   }
 }
 

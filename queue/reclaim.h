@@ -38,10 +38,13 @@ class ReclaimSchedule {
   static constexpr int64_t kQuietUs = 1'000'000;
   // ...or, under steady load, once deletions have waited this long...
   static constexpr int64_t kBusyUs = 10'000'000;
-  // ...and never sooner than this after the previous pass began, nor after a
-  // failed pass, so a sparse trickle of mail (or a sick disk) does not turn
-  // into back-to-back flushes.
+  // ...and never sooner than this after the previous pass began, or after
+  // one that could not run, so a sparse trickle of mail does not turn into
+  // back-to-back flushes.
   static constexpr int64_t kMinGapUs = 5'000'000;
+  // A failed pass (RocksDB refused the flush or the compaction) is tried
+  // again after this long: sooner would only repeat the error in the log.
+  static constexpr int64_t kFailedRetryUs = 60'000'000;
 
   // Starts with something to reclaim: a spool opened after a crash, or one
   // recover() cleaned up, may hold garbage from before this run.
@@ -56,8 +59,8 @@ class ReclaimSchedule {
   // A pass starts: deletions from now on are for the next one.
   void started(int64_t now_us);
   // A pass failed or could not run: its deletions are still to reclaim, but
-  // not before kMinGapUs has passed.
-  void retry_later(int64_t now_us);
+  // not before `delay_us` has passed.
+  void retry_later(int64_t now_us, int64_t delay_us);
 
  private:
   int64_t last_write_us_;
@@ -87,8 +90,9 @@ class Reclaimer {
  public:
   enum class Outcome {
     reclaimed,
-    failed,    // tried again after ReclaimSchedule::kMinGapUs
-    deferred,  // could not run now (the spool is recovering, or closing)
+    failed,    // tried again after ReclaimSchedule::kFailedRetryUs
+    deferred,  // could not run now (the spool is recovering, or closing);
+               // tried again after ReclaimSchedule::kMinGapUs
   };
   // Runs one pass; `stopping` is set when the reclaimer is destroyed, and a
   // pass should then return as soon as it can.

@@ -55,12 +55,15 @@ TEST(ReclaimScheduleTest, DeletionsDuringAPassAreForTheNextOne) {
   EXPECT_TRUE(schedule.due_at());
 }
 
-TEST(ReclaimScheduleTest, AFailedPassIsRetriedAfterTheGap) {
+TEST(ReclaimScheduleTest, APassThatDidNotRunIsRetriedAfterTheDelay) {
   S schedule(kStart);
   schedule.started(kStart + S::kQuietUs);
   int64_t failed_at = kStart + 2 * S::kQuietUs;
-  schedule.retry_later(failed_at);
-  EXPECT_EQ(schedule.due_at(), failed_at + S::kMinGapUs);
+  schedule.retry_later(failed_at, S::kFailedRetryUs);
+  EXPECT_EQ(schedule.due_at(), failed_at + S::kFailedRetryUs);
+  // Writes meanwhile do not bring it forward.
+  schedule.wrote(failed_at + 10, true);
+  EXPECT_EQ(schedule.due_at(), failed_at + S::kFailedRetryUs);
 }
 
 }  // namespace
