@@ -18,6 +18,11 @@ namespace rdb = rocksdb;
 constexpr auto kSettleInterval = std::chrono::milliseconds(100);
 constexpr int kSettleChecks = 20;
 
+// Compacting this much table data at most every few seconds costs little;
+// above it, compaction waits for kDeletionShareToCompact.
+constexpr uint64_t kCheapCompactionBytes = 32 << 20;
+constexpr double kDeletionShareToCompact = 0.25;
+
 // Forced garbage collection relocates the live bodies of the blob files it
 // covers; limiting it to files at least this much garbage means it never
 // writes more than it frees.
@@ -78,6 +83,12 @@ void ReclaimSchedule::retry_later(int64_t now_us, int64_t delay_us) {
 
 // ---------------------------------------------------------------------------
 
+bool compaction_worthwhile(uint64_t table_bytes, uint64_t entries, uint64_t deletions) {
+  if (deletions == 0) return false;
+  return table_bytes <= kCheapCompactionBytes ||
+         static_cast<double>(deletions) >= kDeletionShareToCompact * static_cast<double>(entries);
+}
+
 Status reclaim_space(rdb::DB& db, const std::vector<rdb::ColumnFamilyHandle*>& families,
                      rdb::ColumnFamilyHandle* bodies, std::atomic<bool>& canceled) {
   rdb::FlushOptions flush;
@@ -88,24 +99,39 @@ Status reclaim_space(rdb::DB& db, const std::vector<rdb::ColumnFamilyHandle*>& f
   if (rdb::Status s = db.Flush(flush, families); !s.ok()) return rocksdb_failure("flushing the spool", s);
   if (canceled.load()) return {};
 
+  rdb::ColumnFamilyMetaData tables;
+  db.GetColumnFamilyMetaData(bodies, &tables);
+  uint64_t entries = 0;
+  uint64_t deletions = 0;
+  for (const rdb::LevelMetaData& level : tables.levels) {
+    for (const rdb::SstFileMetaData& file : level.files) {
+      entries += file.num_entries;
+      deletions += file.num_deletions;
+    }
+  }
+
   rdb::CompactRangeOptions compact;
   compact.canceled = &canceled;
-  // A deletion only frees a blob once it meets the reference it deletes, which
-  // sits at the bottommost level more often than not.
-  compact.bottommost_level_compaction = rdb::BottommostLevelCompaction::kForceOptimized;
-  rdb::Status s = db.CompactRange(compact, bodies, nullptr, nullptr);
-  if (s.IsManualCompactionPaused() || canceled.load()) return {};
-  if (!s.ok()) return rocksdb_failure("compacting message bodies", s);
+  if (compaction_worthwhile(tables.size, entries, deletions)) {
+    // Deletions meet the references they delete on the way down the levels,
+    // and both are dropped; blob files left with no reference are deleted.
+    rdb::Status s = db.CompactRange(compact, bodies, nullptr, nullptr);
+    if (s.IsManualCompactionPaused() || canceled.load()) return {};
+    if (!s.ok()) return rocksdb_failure("compacting message bodies", s);
+  }
 
-  // Only now is the garbage of each blob file known: the compaction above
-  // counted the references it dropped.
-  rdb::ColumnFamilyMetaData meta;
-  db.GetColumnFamilyMetaData(bodies, &meta);
-  double cutoff = garbage_age_cutoff(std::move(meta.blob_files));
+  // The garbage of each blob file is known from the compactions that dropped
+  // references to it: this pass's, or RocksDB's own.
+  rdb::ColumnFamilyMetaData blobs;
+  db.GetColumnFamilyMetaData(bodies, &blobs);
+  double cutoff = garbage_age_cutoff(std::move(blobs.blob_files));
   if (cutoff <= 0) return {};
   compact.blob_garbage_collection_policy = rdb::BlobGarbageCollectionPolicy::kForce;
   compact.blob_garbage_collection_age_cutoff = cutoff;
-  s = db.CompactRange(compact, bodies, nullptr, nullptr);
+  // Blobs are relocated only from the tables a compaction rewrites, and most
+  // references sit at the bottommost level.
+  compact.bottommost_level_compaction = rdb::BottommostLevelCompaction::kForceOptimized;
+  rdb::Status s = db.CompactRange(compact, bodies, nullptr, nullptr);
   if (s.IsManualCompactionPaused() || canceled.load()) return {};
   if (!s.ok()) return rocksdb_failure("collecting blob garbage", s);
   return {};

@@ -68,12 +68,21 @@ class ReclaimSchedule {
   int64_t not_before_us_ = 0;
 };
 
+// Whether compacting the whole bodies family is worth its cost, from its
+// table files: their total size, entries and deletions (tombstones). Small
+// tables (mostly blob references) are always worth it; large ones (a backlog
+// of small bodies, stored inline) only once a good share of their entries
+// are deletions, so that a pass never rewrites gigabytes for a few
+// delivered messages.
+bool compaction_worthwhile(uint64_t table_bytes, uint64_t entries, uint64_t deletions);
+
 // One pass over an open spool database: flushes every family (a WAL file is
 // deleted only once all families with data in it have flushed), compacts the
-// bodies family so that deleted chunks drop their blob references (blob files
-// that hold nothing else are deleted), then forces blob garbage collection
-// over the oldest blob files that are mostly garbage, relocating their few
-// live bodies. Returns early, without error, once `canceled` is set.
+// bodies family when compaction_worthwhile(), so that deleted chunks drop
+// their blob references (blob files that hold nothing else are deleted),
+// then forces blob garbage collection over the oldest blob files that are
+// mostly garbage, relocating their few live bodies. Returns early, without
+// error, once `canceled` is set.
 Status reclaim_space(rocksdb::DB& db, const std::vector<rocksdb::ColumnFamilyHandle*>& families,
                      rocksdb::ColumnFamilyHandle* bodies, std::atomic<bool>& canceled);
 

@@ -66,5 +66,25 @@ TEST(ReclaimScheduleTest, APassThatDidNotRunIsRetriedAfterTheDelay) {
   EXPECT_EQ(schedule.due_at(), failed_at + S::kFailedRetryUs);
 }
 
+constexpr uint64_t kMiB = 1 << 20;
+
+TEST(CompactionWorthwhileTest, NothingDeletedIsNeverWorthIt) {
+  EXPECT_FALSE(compaction_worthwhile(1 * kMiB, 1000, 0));
+}
+
+TEST(CompactionWorthwhileTest, SmallTablesAreAlwaysWorthIt) {
+  // Bodies in blob files leave tables of references only.
+  EXPECT_TRUE(compaction_worthwhile(1 * kMiB, 100'000, 1));
+  EXPECT_TRUE(compaction_worthwhile(32 * kMiB, 100'000, 1));
+}
+
+TEST(CompactionWorthwhileTest, LargeTablesWaitForAShareOfDeletions) {
+  // A backlog of small bodies stored inline: rewriting 1 GiB for 1 % of it
+  // would cost more than it gives back.
+  EXPECT_FALSE(compaction_worthwhile(1024 * kMiB, 1'000'000, 10'000));
+  EXPECT_FALSE(compaction_worthwhile(1024 * kMiB, 1'000'000, 249'999));
+  EXPECT_TRUE(compaction_worthwhile(1024 * kMiB, 1'000'000, 250'000));
+}
+
 }  // namespace
 }  // namespace tern::queue
