@@ -5,10 +5,11 @@
 // has removed every reference to them, and in WAL files, which it drops only
 // once every family has flushed past them. When the queue goes idle neither
 // happens (a memtable full of small deletions never fills, so nothing
-// flushes, so nothing compacts), and the space came back only at a restart,
-// counting against `min_free_space` meanwhile. The reclaimer runs that flush
-// and compaction itself: on its own thread, after the spool has been quiet for
-// a moment, or every so often under steady load.
+// flushes, so nothing compacts), and the space came back only at a clean
+// restart (not at one after a crash), counting against `min_free_space`
+// meanwhile. The reclaimer runs that flush and compaction itself: on its own
+// thread, after the spool has been quiet for a moment, or every so often
+// under steady load.
 #pragma once
 #include <atomic>
 #include <condition_variable>
