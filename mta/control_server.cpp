@@ -208,6 +208,9 @@ std::string ControlServer::handle(const std::string& request_line) {
     out += "batches " + std::to_string(s.batches) + "\n";
     out += "wal_syncs " + std::to_string(s.wal_syncs) + "\n";
     out += "chunk_writes " + std::to_string(s.chunk_writes) + "\n";
+    out += "reclaims " + std::to_string(s.reclaims) + "\n";
+    out += "reclaim_failures " + std::to_string(s.reclaim_failures) + "\n";
+    out += "reclaimed_bytes " + std::to_string(s.reclaimed_bytes) + "\n";
     for (auto& [k, v] : stats_()) out += k + " " + std::to_string(v) + "\n";
     return out;
   }

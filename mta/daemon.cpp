@@ -89,6 +89,14 @@ void log_spool_event(const queue::SpoolEvent& e) {
     case queue::SpoolEvent::Kind::rocksdb_warning:
       log::event("spool_rocksdb", {{"message", e.error}});
       break;
+    case queue::SpoolEvent::Kind::reclaimed:
+      log::event(
+          "spool_reclaim",
+          {{"bytes_before", e.bytes_before}, {"bytes_after", e.bytes_after}, {"duration_ms", e.duration_us / 1000}});
+      break;
+    case queue::SpoolEvent::Kind::reclaim_failed:
+      log::event("spool_reclaim_failed", {{"error", e.error}});
+      break;
   }
 }
 

@@ -28,6 +28,7 @@
 #include <variant>
 
 #include "queue/queue_id.h"
+#include "queue/reclaim.h"
 #include "queue/rocksdb_log.h"
 
 namespace tern::queue {
@@ -248,7 +249,9 @@ rdb::ColumnFamilyOptions body_family_options() {
   // most bodies live seconds or minutes.
   o.blob_file_size = 64 << 20;
   // Long-lived bodies (held, retried) would otherwise keep old blob files full
-  // of garbage alive; GC relocates them during compaction.
+  // of garbage alive; GC relocates them during compaction. Automatic
+  // compactions seldom reach an idle queue's files: the reclaimer
+  // (queue/reclaim.cpp) forces it there.
   o.enable_blob_garbage_collection = true;
   return o;
 }
@@ -347,6 +350,17 @@ bool needs_sync(const Operation& op) {
 // removals can free space.
 bool is_intake(const Operation& op) {
   return std::holds_alternative<AppendChunkOp>(op) || std::holds_alternative<CommitOp>(op);
+}
+
+// Whether a written batch deleted message chunks (what the reclaimer is for).
+bool deletes_bodies(const std::vector<Request>& batch, const std::vector<Status>& results) {
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (results[i].ok() &&
+        (std::holds_alternative<RemoveOp>(batch[i].op) || std::holds_alternative<DiscardOp>(batch[i].op))) {
+      return true;
+    }
+  }
+  return false;
 }
 
 size_t payload_bytes(const Operation& op) {
@@ -527,6 +541,13 @@ struct Spool::Impl {
   std::atomic<uint64_t> batches{0};
   std::atomic<uint64_t> wal_syncs{0};
   std::atomic<uint64_t> chunk_writes{0};
+  std::atomic<uint64_t> reclaims{0};
+  std::atomic<uint64_t> reclaim_failures{0};
+  std::atomic<uint64_t> reclaimed_bytes{0};
+
+  // Started before the writer, which tells it what it wrote, and stopped
+  // after it, before the database closes.
+  std::unique_ptr<Reclaimer> reclaimer;
 
   // Free space: measured by the writer; read by anyone.
   std::atomic<uint64_t> free_space{std::numeric_limits<uint64_t>::max()};
@@ -673,6 +694,7 @@ struct Spool::Impl {
     }
     wake.notify_all();
     if (writer.joinable()) writer.join();
+    reclaimer.reset();
     families.handles.clear();
     if (db) db->Close();
     listener->impl.store(nullptr);
@@ -778,6 +800,8 @@ struct Spool::Impl {
         for (Status& result : results) {
           if (result.ok()) result = failure;
         }
+      } else {
+        reclaimer->wrote(deletes_bodies(batch, results));
       }
     }
     for (size_t i = 0; i < batch.size(); ++i) {
@@ -828,6 +852,37 @@ struct Spool::Impl {
     s = db->Put(wo, families[kDefault], std::string(kFormatKey), std::string(kFormatValue));
     if (!s.ok()) return rocksdb_error("writing the spool format", s);
     return {};
+  }
+
+  // One reclaimer pass (its thread). Holds the database open against a
+  // reopen while it uses it; skipped while writes fail, since a flush would
+  // only fail the same way.
+  Reclaimer::Outcome reclaim(std::atomic<bool>& stopping) {
+    auto started = std::chrono::steady_clock::now();
+    uint64_t before = disk_usage(options.directory);
+    {
+      std::shared_lock lock(db_mutex);
+      if (!db || failed.load()) return Reclaimer::Outcome::deferred;
+      std::vector<rdb::ColumnFamilyHandle*> all;
+      for (const FamilyHandle& handle : families.handles) all.push_back(handle.get());
+      Status s = reclaim_space(*db, all, families[kBodies], stopping);
+      if (stopping.load()) return Reclaimer::Outcome::deferred;
+      if (!s) {
+        reclaim_failures.fetch_add(1, std::memory_order_relaxed);
+        report(SpoolEvent::Kind::reclaim_failed, s.error());
+        return Reclaimer::Outcome::failed;
+      }
+    }
+    auto took = std::chrono::steady_clock::now() - started;
+    uint64_t after = settled_disk_usage(options.directory, stopping);
+    reclaims.fetch_add(1, std::memory_order_relaxed);
+    if (before > after) reclaimed_bytes.fetch_add(before - after, std::memory_order_relaxed);
+    SpoolEvent event{SpoolEvent::Kind::reclaimed, {}};
+    event.bytes_before = before;
+    event.bytes_after = after;
+    event.duration_us = std::chrono::duration_cast<std::chrono::microseconds>(took).count();
+    if (options.on_event) options.on_event(event);
+    return Reclaimer::Outcome::reclaimed;
   }
 
   Result<size_t> recover();
@@ -950,6 +1005,12 @@ Result<std::unique_ptr<Spool>> Spool::open(const SpoolOptions& options) {
   impl->listener->impl.store(impl.get());
   impl->measure_free_space();
   if (Status format = impl->check_format(); !format) return Error{format.error()};
+
+  Impl* reclaim_impl = impl.get();
+  auto reclaimer =
+      Reclaimer::start([reclaim_impl](std::atomic<bool>& stopping) { return reclaim_impl->reclaim(stopping); });
+  if (!reclaimer.ok()) return Error{reclaimer.error()};
+  impl->reclaimer = std::move(*reclaimer);
 
   try {
     Impl* writer_impl = impl.get();
@@ -1099,6 +1160,9 @@ SpoolStats Spool::stats() const {
   s.batches = impl_->batches.load(std::memory_order_relaxed);
   s.wal_syncs = impl_->wal_syncs.load(std::memory_order_relaxed);
   s.chunk_writes = impl_->chunk_writes.load(std::memory_order_relaxed);
+  s.reclaims = impl_->reclaims.load(std::memory_order_relaxed);
+  s.reclaim_failures = impl_->reclaim_failures.load(std::memory_order_relaxed);
+  s.reclaimed_bytes = impl_->reclaimed_bytes.load(std::memory_order_relaxed);
   return s;
 }
 

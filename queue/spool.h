@@ -22,7 +22,8 @@
 
 namespace tern::queue {
 
-// What the spool reports for the daemon's log: RocksDB failures and recoveries.
+// What the spool reports for the daemon's log: RocksDB failures and
+// recoveries, and the reclaimer's passes (queue/reclaim.h).
 struct SpoolEvent {
   enum class Kind {
     write_failed,      // a write batch failed; writes are refused until recovery
@@ -30,10 +31,16 @@ struct SpoolEvent {
     recovered,         // writes work again
     recovery_failed,   // an attempt to recover failed; tried again later
     rocksdb_warning,   // a warning or error line from RocksDB's own log
+    reclaimed,         // a pass gave back the space of deleted bodies
+    reclaim_failed,    // a pass failed; tried again later
   };
   Kind kind;
   std::string error;   // RocksDB's status or log text (empty for `recovered`)
   uint64_t requests = 0;  // write_failed: requests in the failed batch
+  // reclaimed: the spool directory's disk usage around the pass, and its length.
+  uint64_t bytes_before = 0;
+  uint64_t bytes_after = 0;
+  int64_t duration_us = 0;
 };
 
 struct SpoolOptions {
@@ -48,10 +55,13 @@ struct SpoolOptions {
 };
 
 struct SpoolStats {
-  uint64_t commits = 0;      // messages committed (acknowledged)
-  uint64_t batches = 0;      // WriteBatches written
-  uint64_t wal_syncs = 0;    // WAL syncs requested
-  uint64_t chunk_writes = 0; // unsynced body chunk writes
+  uint64_t commits = 0;           // messages committed (acknowledged)
+  uint64_t batches = 0;           // WriteBatches written
+  uint64_t wal_syncs = 0;         // WAL syncs requested
+  uint64_t chunk_writes = 0;      // unsynced body chunk writes
+  uint64_t reclaims = 0;          // reclaimer passes that completed
+  uint64_t reclaim_failures = 0;  // reclaimer passes that failed
+  uint64_t reclaimed_bytes = 0;   // disk usage given back by those passes
 };
 
 // One record of the finished-message log.

@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "queue/queue_id.h"
+#include "queue/reclaim.h"
 #include "queue/spool.h"
 
 extern char** environ;
@@ -748,6 +749,88 @@ TEST(SpoolTest, IntakeIsRefusedBelowTheReserveWhileRemovalsGoOn) {
   EXPECT_TRUE(spool.move_sync(kept, QueueName::hold, 0).ok());
   EXPECT_TRUE(spool.remove_sync(kept, "delivered").ok());
   EXPECT_TRUE(spool.writable());
+}
+
+// Messages of 2 MiB (8 chunks of 256 KiB, as sessions write them), each
+// with its own content; returns their IDs.
+std::vector<std::string> commit_large_messages(Spool& spool, int count) {
+  constexpr size_t kChunk = 256 << 10;
+  constexpr uint32_t kChunks = 8;
+  std::vector<std::string> ids;
+  for (int m = 0; m < count; ++m) {
+    Envelope env = make_envelope(new_queue_id(), kChunks, kChunk * kChunks);
+    const std::string chunk = random_bytes(kChunk, static_cast<uint64_t>(m));
+    for (uint32_t i = 0; i + 1 < kChunks; ++i) {
+      EXPECT_TRUE(wait([&](Spool::Done done) { spool.append_chunk(env.id, i, chunk, std::move(done)); }));
+    }
+    EXPECT_TRUE(commit_one(spool, env, chunk));
+    ids.push_back(env.id);
+  }
+  return ids;
+}
+
+// Waits (at most 20 s: the quiet time, the gap after a start-up pass, a slow
+// disk) until a reclaimer pass has been counted and the spool's disk usage
+// is below `bound`; returns that usage.
+uint64_t wait_for_reclaim(Spool& spool, const std::string& dir, uint64_t bound) {
+  auto given_back = [&] { return disk_usage(dir) < bound && spool.stats().reclaims > 0; };
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!given_back() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return disk_usage(dir);
+}
+
+// What an empty spool keeps on disk: the MANIFEST (preallocated 4 MiB),
+// OPTIONS files, small tables and logs.
+constexpr uint64_t kEmptySpoolBytes = 8 << 20;
+
+// Removed bodies leave blob and WAL files behind until a flush and a
+// compaction drop them, which an idle spool never gets on its own: the
+// reclaimer must give the space back while the spool stays open.
+TEST(SpoolTest, SpaceOfRemovedBodiesIsGivenBackWhileOpen) {
+  TempDir dir;
+  auto spool = open_spool(dir.path());
+  ASSERT_TRUE(spool);
+  // 48 MiB: more than a memtable, so blob files too.
+  for (const std::string& id : commit_large_messages(*spool, 24)) ASSERT_TRUE(spool->remove_sync(id, "delivered"));
+  const uint64_t full = disk_usage(dir.path());
+  EXPECT_GT(full, uint64_t{24} << 20);
+
+  EXPECT_LT(wait_for_reclaim(*spool, dir.path(), kEmptySpoolBytes), kEmptySpoolBytes) << "was " << full;
+  SpoolStats stats = spool->stats();
+  EXPECT_GE(stats.reclaims, 1u);
+  EXPECT_EQ(stats.reclaim_failures, 0u);
+  EXPECT_GT(stats.reclaimed_bytes, 0u);
+}
+
+// A blob file is deleted only once all of it is garbage; one that still
+// holds a few live bodies (held or deferred mail among delivered mail) is
+// collected by forced GC, which moves those bodies, intact, to a new file.
+TEST(SpoolTest, MostlyGarbageBlobFilesAreCollected) {
+  TempDir dir;
+  auto spool = open_spool(dir.path());
+  ASSERT_TRUE(spool);
+  std::vector<std::string> ids = commit_large_messages(*spool, 24);
+  std::map<std::string, std::string> kept;
+  for (size_t m = 0; m < ids.size(); ++m) {
+    if (m % 4 == 0) {
+      auto body = spool->read_body(ids[m]);
+      ASSERT_TRUE(body.ok()) << body.error();
+      kept[ids[m]] = std::move(body.value());
+    } else {
+      ASSERT_TRUE(spool->remove_sync(ids[m], "delivered"));
+    }
+  }
+  const uint64_t full = disk_usage(dir.path());
+  const uint64_t live = kept.size() * (uint64_t{2} << 20);
+  // Without GC the first blob file (32 MiB, a quarter of it live) would stay.
+  EXPECT_LT(wait_for_reclaim(*spool, dir.path(), live + kEmptySpoolBytes), live + kEmptySpoolBytes) << "was " << full;
+  for (const auto& [id, body] : kept) {
+    auto read = spool->read_body(id);
+    ASSERT_TRUE(read.ok()) << read.error();
+    EXPECT_TRUE(read.value() == body) << id;
+  }
 }
 
 TEST(SpoolTest, WriteReserveCoversAWalPreallocationAndAFlush) {
