@@ -15,6 +15,7 @@
 #include "mta/config.h"
 #include "mta/io/accept_backoff.h"
 #include "mta/log.h"
+#include "queue/thread_name.h"
 
 namespace tern {
 
@@ -87,7 +88,10 @@ ControlServer::~ControlServer() {
 void ControlServer::start(io::UniqueFd listening, const std::string& socket_path) {
   path_ = socket_path;
   listen_fd_ = std::move(listening);
-  thread_ = std::thread([this] { serve(); });
+  thread_ = std::thread([this] {
+    name_this_thread("tern-control");
+    serve();
+  });
 }
 
 Result<io::UniqueFd> ControlServer::listen(const std::string& socket_path) {

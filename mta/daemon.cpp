@@ -250,8 +250,8 @@ int run_daemon(const std::string& config_path) {
   ctx.pop_window = pop_window.value().get();
   // Their jobs post completions to the workers' loops: both are stopped
   // (below) while the workers, stopped too, still exist.
-  auto auth_offload = std::make_unique<io::OffloadThread>();
-  auto mail_offload = std::make_unique<io::OffloadThread>();
+  auto auth_offload = std::make_unique<io::OffloadThread>("tern-auth");
+  auto mail_offload = std::make_unique<io::OffloadThread>("tern-pop3-io");
   ctx.auth_offload = auth_offload.get();
   ctx.mail_offload = mail_offload.get();
 

@@ -15,6 +15,8 @@
 #include <thread>
 #include <vector>
 
+#include "queue/thread_name.h"
+
 namespace tern::log {
 namespace {
 
@@ -210,7 +212,10 @@ class Logger {
     sigset_t all_signals, previous;
     sigfillset(&all_signals);
     pthread_sigmask(SIG_SETMASK, &all_signals, &previous);
-    writer_ = std::thread([this] { run_writer(); });
+    writer_ = std::thread([this] {
+      name_this_thread("tern-log");
+      run_writer();
+    });
     pthread_sigmask(SIG_SETMASK, &previous, nullptr);
     return {};
   }

@@ -1,6 +1,7 @@
 #include "mta/storage_guard.h"
 
 #include "mta/log.h"
+#include "queue/thread_name.h"
 
 namespace tern {
 
@@ -9,7 +10,10 @@ StorageGuard::StorageGuard(queue::Spool& spool, uint64_t min_free_bytes, uint64_
     : spool_(spool) {
   configure(min_free_bytes, max_message_size, interval_ms);
   check();  // decided before the first connection is accepted
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    name_this_thread("tern-storage");
+    run();
+  });
 }
 
 StorageGuard::~StorageGuard() {

@@ -12,7 +12,7 @@ namespace tern {
 
 Worker::Worker(ServerContext& ctx, unsigned index, std::shared_ptr<const Settings> settings,
                std::vector<ListenerKind> listeners)
-    : ServerThread(index), ctx_(ctx), settings_(std::move(settings)), listeners_(std::move(listeners)) {}
+    : ServerThread(index, "tern-worker-"), ctx_(ctx), settings_(std::move(settings)), listeners_(std::move(listeners)) {}
 
 Worker::~Worker() { join(); }
 

@@ -10,6 +10,8 @@
 #include <filesystem>
 #include <system_error>
 
+#include "queue/thread_name.h"
+
 namespace tern::queue {
 namespace {
 
@@ -164,7 +166,10 @@ uint64_t settled_disk_usage(const std::string& directory, const std::atomic<bool
 Result<std::unique_ptr<Reclaimer>> Reclaimer::start(Pass pass) {
   std::unique_ptr<Reclaimer> reclaimer(new Reclaimer(std::move(pass)));
   try {
-    reclaimer->thread_ = std::thread([r = reclaimer.get()] { r->run(); });
+    reclaimer->thread_ = std::thread([r = reclaimer.get()] {
+      name_this_thread("tern-reclaim");
+      r->run();
+    });
   } catch (const std::system_error& e) {
     return Error{std::string("starting the spool reclaimer: ") + e.what()};
   }

@@ -30,6 +30,7 @@
 #include "queue/queue_id.h"
 #include "queue/reclaim.h"
 #include "queue/rocksdb_log.h"
+#include "queue/thread_name.h"
 
 namespace tern::queue {
 namespace {
@@ -1014,7 +1015,10 @@ Result<std::unique_ptr<Spool>> Spool::open(const SpoolOptions& options) {
 
   try {
     Impl* writer_impl = impl.get();
-    impl->writer = std::thread([writer_impl] { writer_impl->run_writer(); });
+    impl->writer = std::thread([writer_impl] {
+      name_this_thread("tern-spool");
+      writer_impl->run_writer();
+    });
   } catch (const std::system_error& e) {
     return Error{std::string("starting the spool writer: ") + e.what()};
   }

@@ -25,6 +25,7 @@
 #include "mta/log.h"
 #include "mta/spool_await.h"
 #include "queue/queue_id.h"
+#include "queue/thread_name.h"
 
 namespace tern::delivery {
 
@@ -123,7 +124,8 @@ struct DeliveryEngine::Impl {
   bool router_usable = false;
   std::unique_ptr<io::Loop> loop;
   std::unique_ptr<dns::Resolver> resolver;
-  io::OffloadThread offload;
+  // Spool reads, local delivery and the held-domains file.
+  io::OffloadThread offload{"tern-deliver-io"};
   std::thread thread;
   std::mt19937_64 rng{std::random_device{}()};
   // Set by wake() until the loop has taken the request: a burst of committed
@@ -968,7 +970,10 @@ Result<std::unique_ptr<DeliveryEngine>> DeliveryEngine::start(queue::Spool& spoo
   std::promise<Status> ready;
   auto result = ready.get_future();
   Impl* raw = impl.get();
-  impl->thread = std::thread([raw, &ready] { raw->run(&ready); });
+  impl->thread = std::thread([raw, &ready] {
+    name_this_thread("tern-deliver");
+    raw->run(&ready);
+  });
   Status status = result.get();
   if (!status) {
     impl->thread.join();

@@ -1,8 +1,16 @@
 #include "mta/io/offload.h"
 
+#include <string>
+
+#include "queue/thread_name.h"
+
 namespace tern::io {
 
-OffloadThread::OffloadThread() : thread_([this] { run(); }) {}
+OffloadThread::OffloadThread(std::string_view name)
+    : thread_([this, name = std::string(name)] {
+        name_this_thread(name);
+        run();
+      }) {}
 
 OffloadThread::~OffloadThread() {
   {

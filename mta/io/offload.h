@@ -13,6 +13,7 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <string_view>
 #include <thread>
 #include <type_traits>
 #include <utility>
@@ -23,7 +24,8 @@ namespace tern::io {
 
 class OffloadThread {
  public:
-  OffloadThread();
+  // `name` names the thread (by what it serves: "tern-auth").
+  explicit OffloadThread(std::string_view name);
   ~OffloadThread();  // runs the jobs still queued, then joins
   OffloadThread(const OffloadThread&) = delete;
   OffloadThread& operator=(const OffloadThread&) = delete;

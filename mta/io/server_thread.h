@@ -14,6 +14,7 @@
 #include <future>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_set>
 #include <utility>
@@ -23,6 +24,7 @@
 #include "mta/io/loop.h"
 #include "mta/io/net.h"
 #include "queue/result.h"
+#include "queue/thread_name.h"
 
 namespace tern::io {
 
@@ -86,7 +88,9 @@ class ServerThread {
   }
 
  protected:
-  explicit ServerThread(unsigned index) : index_(index) {}
+  // The thread is named `name_prefix` + index ("tern-worker-0").
+  ServerThread(unsigned index, std::string_view name_prefix)
+      : index_(index), thread_name_(std::string(name_prefix) + std::to_string(index)) {}
   // The thread uses the derived object's members: a derived destructor must
   // join() first. This one only covers a thread that never started.
   virtual ~ServerThread() { join(); }
@@ -107,6 +111,7 @@ class ServerThread {
 
  private:
   void run(std::vector<UniqueFd> listeners, std::promise<Status>* ready) {
+    name_this_thread(thread_name_);
     auto loop = Loop::create();
     if (!loop) {
       finished_.store(true, std::memory_order_release);
@@ -154,6 +159,7 @@ class ServerThread {
   void begin_stop();
 
   unsigned index_;
+  std::string thread_name_;
   std::unique_ptr<Loop> loop_;
   std::vector<UniqueFd> listeners_;
   std::vector<AcceptBackoff> backoffs_;  // one per listener

@@ -33,6 +33,7 @@
 #include "mta/io/tls.h"
 #include "mta/smtp/reply_parser.h"
 #include "mta/smtp/sasl.h"
+#include "queue/thread_name.h"
 #include "tools/loadkit/bench_header.h"
 #include "tools/tern_bench/message.h"
 #include "tools/tern_bench/options.h"
@@ -572,6 +573,7 @@ int run(const Options& opt_in) {
   std::latch go(1);
   for (unsigned t = 0; t < threads; ++t) {
     pool.emplace_back([&, t] {
+      name_this_thread("bench-" + std::to_string(t));
       Worker& w = *workers[t];
       auto loop = io::Loop::create();
       if (!loop) {

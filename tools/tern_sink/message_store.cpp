@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <string_view>
 
+#include "queue/thread_name.h"
 #include "tools/loadkit/bench_header.h"
 
 namespace tern::sink {
@@ -27,7 +28,10 @@ bool write_all(int fd, std::string_view data) {
 
 MessageStore::MessageStore(Kind kind, std::string path, std::string hostname, io::UniqueFd mbox)
     : kind_(kind), path_(std::move(path)), hostname_(std::move(hostname)), mbox_(std::move(mbox)) {
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    name_this_thread("sink-store");
+    run();
+  });
 }
 
 Result<std::unique_ptr<MessageStore>> MessageStore::open_maildir(const std::string& dir, const std::string& hostname) {

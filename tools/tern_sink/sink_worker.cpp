@@ -37,7 +37,7 @@ SinkShared::SinkShared(const SinkOptions& opts, FaultPlan& plan, std::shared_ptr
       ehlo_reply_tls(build_ehlo_reply(opts, false)),
       helo_reply("250 " + opts.hostname + "\r\n") {}
 
-SinkWorker::SinkWorker(const SinkShared& shared, unsigned index) : ServerThread(index), shared_(shared) {}
+SinkWorker::SinkWorker(const SinkShared& shared, unsigned index) : ServerThread(index, "sink-worker-"), shared_(shared) {}
 
 SinkWorker::~SinkWorker() { join(); }
 

@@ -1,0 +1,22 @@
+// Names the calling thread, so that `top -H`, /proc/PID/task/*/comm, perf
+// and debuggers tell ternd's threads apart (docs/operations.md lists them).
+// Called by each thread first thing; here because queue/ is the lowest layer
+// and its threads (spool writer, reclaimer) need it as well.
+#pragma once
+#include <pthread.h>
+
+#include <string>
+#include <string_view>
+
+namespace tern {
+
+// Linux keeps 15 bytes of a name; longer names are cut rather than refused
+// (pthread_setname_np fails with ERANGE). Best effort: a thread that keeps
+// its inherited name works the same.
+inline void name_this_thread(std::string_view name) {
+  constexpr size_t kMaxName = 15;
+  const std::string cut(name.substr(0, kMaxName));
+  pthread_setname_np(pthread_self(), cut.c_str());
+}
+
+}  // namespace tern
