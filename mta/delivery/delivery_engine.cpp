@@ -71,6 +71,12 @@ struct Job {
 struct Destination {
   NextHop hop;
   std::deque<Job> jobs;
+  // How many jobs at the front of `jobs` pump() has already looked at for
+  // "resource_busy": jobs join at the back and leave from the front, and
+  // each look covers every job present, so the jobs seen are a prefix and
+  // pump() need only look past it (walking the whole backlog on every
+  // enqueue made a large backlog quadratic).
+  size_t jobs_seen_busy = 0;
   unsigned connections = 0;
   unsigned unassigned = 0;                 // connections connecting or idle: they will take a job
   std::vector<io::Loop::IoAwaiter*> idle;  // naps of idle connections; work cancels one
@@ -434,7 +440,9 @@ struct DeliveryEngine::Impl {
       d.starved = true;
       starved.push_back(&d);
     }
-    for (auto& job : d.jobs) {
+    for (; d.jobs_seen_busy < d.jobs.size(); ++d.jobs_seen_busy) {
+      Job& job = d.jobs[d.jobs_seen_busy];
+      // A job moved here from another destination (fallback) may be logged already.
       if (job.busy_logged) continue;
       job.busy_logged = true;
       log::event("resource_busy", {{"qid", job.message->envelope.id},
@@ -510,6 +518,7 @@ struct DeliveryEngine::Impl {
         }
         Job job = std::move(d.jobs.front());
         d.jobs.pop_front();
+        if (d.jobs_seen_busy > 0) --d.jobs_seen_busy;
         --d.unassigned;
         co_await deliver(d, *client, relay, std::move(job));
         ++d.unassigned;
@@ -620,6 +629,7 @@ struct DeliveryEngine::Impl {
   void fail_destination(Destination& d, const RouteFailure& failure) {
     std::deque<Job> jobs;
     jobs.swap(d.jobs);
+    d.jobs_seen_busy = 0;
     std::optional<NextHop> fallback;
     if (failure.fallback_allowed && d.hop.via == "mx") fallback = router.fallback(router_usable);
     for (auto& job : jobs) {

@@ -319,6 +319,39 @@ def test_a_connection_limit_holds_mail_back_as_resource_busy(ternd_factory, dns_
     assert not t.events("retry1")
 
 
+def test_resource_busy_is_logged_once_per_held_back_message(ternd_factory, dns_factory, sink_factory):
+    """One line per message a limit holds back, however many times the
+    destination is looked at again: on every new message and every closed
+    connection (max_messages_per_connection = 1 closes one after each)."""
+    port = free_port()
+    dns = dns_factory("--host-record=dest.test,127.0.0.2")
+    s = sink_on(sink_factory, "127.0.0.2", port, "--delay", "dot=200")
+    t = delivering_ternd(ternd_factory, dns, port,
+                         delivery={"max_per_destination": 1, "max_messages_per_connection": 1})
+    # A backlog that reaches the engine at once: held, then released.
+    assert t.ternctl("hold-domain", "dest.test").returncode == 0
+    for i in range(5):
+        send(t, [f"early{i}@dest.test"])
+    wait_until(lambda: len(t.queue()) == 5 and all(m["queue"] == "hold" for m in t.queue()), 10,
+               what="five messages held")
+    r = t.ternctl("release-domain", "dest.test")
+    assert r.returncode == 0, r.stderr
+    # More while the backlog is being worked off (a second at least: 5 × 200 ms).
+    t.wait_event("delivered")
+    for i in range(3):
+        send(t, [f"late{i}@dest.test"])
+    wait_messages(s, 8)
+    wait_until(lambda: t.queue() == [], 10, what="an empty queue")
+    busy = [e["qid"] for e in t.events("resource_busy")]
+    assert len(busy) == len(set(busy)), busy
+    qid_of_rcpt = {e["rcpt"]: e["qid"] for e in t.events("delivered")}
+    early = {qid_of_rcpt[f"early{i}@dest.test"] for i in range(5)}
+    late = {qid_of_rcpt[f"late{i}@dest.test"] for i in range(3)}
+    # The early ones but the one the first connection takes; the late ones,
+    # which joined a queue partly worked off, all.
+    assert len(early & set(busy)) >= 4 and late <= set(busy), (busy, early, late)
+    assert not t.events("retry1")
+
 def test_router_that_does_not_resolve_is_not_used(ternd_factory, dns_factory, sink_factory):
     port = free_port()
     dns = dns_factory("--host-record=dest.test,127.0.0.2")
