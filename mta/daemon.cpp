@@ -320,6 +320,7 @@ int run_daemon(const std::string& config_path) {
       return fatal(st.error());
     }
   }
+  for (auto& w : workers) w->accept_connections();  // every ring exists: see ServerThread::start
   for (size_t i = 0; i < endpoints.size(); ++i)
     log::event("listening", {{"address", endpoints[i].text}, {"listener", listener_kind_name(listener_kinds[i])}});
 

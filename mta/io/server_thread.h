@@ -45,17 +45,34 @@ class ServerThread {
     return listeners;
   }
   // Starts the thread on listeners bound already (ternd binds before it
-  // drops root); returns once its loop is up (or failed).
+  // drops root); returns once its loop is up (or failed). Connections are
+  // accepted only after accept_connections(): ternd creates every worker's
+  // ring first, so that clients waiting in the listeners' backlog cannot
+  // take the descriptors a worker still starting needs (under a low open-file
+  // limit that made ternd fail to start).
   Status start(std::vector<UniqueFd> listeners) {
     std::promise<Status> ready;
     auto result = ready.get_future();
     thread_ = std::thread([this, fds = std::move(listeners), &ready]() mutable { run(std::move(fds), &ready); });
     return result.get();
   }
+  // Binds, starts and accepts at once (tern-sink).
   Status start(const std::vector<Endpoint>& endpoints) {
     auto listeners = bind(endpoints);
     if (!listeners) return Error{"worker " + std::to_string(index_) + ": " + listeners.error()};
-    return start(std::move(listeners.value()));
+    Status started = start(std::move(listeners.value()));
+    if (started) accept_connections();
+    return started;
+  }
+  // Thread-safe. Starts accepting on the listeners given to start().
+  void accept_connections() {
+    post([this] {
+      if (stopping_) return;
+      for (size_t listener = 0; listener < listeners_.size(); ++listener) {
+        loop_->accept_multishot(listeners_[listener].get(),
+                                [this, listener](int client) { return on_accept(client, listener); });
+      }
+    });
   }
   // Thread-safe. Stop accepting and ask every session to end; the loop ends
   // when none remain.
@@ -121,10 +138,6 @@ class ServerThread {
     loop_ = std::move(loop.value());
     listeners_ = std::move(listeners);
     backoffs_.resize(listeners_.size());
-    for (size_t listener = 0; listener < listeners_.size(); ++listener) {
-      loop_->accept_multishot(listeners_[listener].get(),
-                              [this, listener](int client) { return on_accept(client, listener); });
-    }
     ready->set_value(Status{});  // `ready` dies with start(); not touched after this
     loop_->run();
     finished_.store(true, std::memory_order_release);
