@@ -359,8 +359,8 @@ int run_daemon(const std::string& config_path) {
     }
   }
 
+  ctx.stopping = true;  // first: sessions accepted from now on answer "shutting down"
   log::event("stopping", {{"drain_timeout_ms", current->config.server.drain_timeout_ms}});
-  ctx.stopping = true;
   for (auto& w : workers) w->request_stop();
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(current->config.server.drain_timeout_ms);
   auto all_done = [&] {

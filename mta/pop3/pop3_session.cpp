@@ -195,7 +195,7 @@ io::Task<void> Session::run() {
   }
   ok("Tern POP3 server ready");
 
-  if (worker_.stopping()) stop_requested_ = true;  // accepted as the stop began
+  if (worker_.stopping() || ctx.stopping.load()) stop_requested_ = true;  // accepted as the stop began
   std::string line;
   while (!quit_) {
     if (stop_requested_) {

@@ -125,7 +125,9 @@ io::Task<void> Session::run() {
     log::event("disconnect", {{"client", client_ip_}, {"errors", errors_}});
     co_return;
   }
-  if (worker_.stopping()) stop_requested_ = true;
+  // The daemon sets ctx.stopping before it logs "stopping" and before its
+  // workers close their listeners: a connection accepted in between gets 421.
+  if (worker_.stopping() || worker_.context().stopping.load()) stop_requested_ = true;
   reply(220, "", settings_->hostname + " ESMTP Tern");
 
   std::string line;
