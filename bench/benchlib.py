@@ -192,10 +192,11 @@ class Sink:
 class Tern:
     """A ternd on a fresh spool under workdir/name, relaying everything to the
     sink on sink_port (routing.forward_host, as Postfix's relayhost).
-    `extra_config` is TOML appended to the generated configuration."""
+    It relays for `relay_domains`; `extra_config` is TOML appended to the
+    generated configuration."""
     delivers = True
 
-    def __init__(self, tools, workdir, name, connections, sink_port, extra_config=""):
+    def __init__(self, tools, workdir, name, connections, sink_port, relay_domains=("sink.test",), extra_config=""):
         self.tools = tools
         self.dir = os.path.join(workdir, name)
         d = self.dir
@@ -214,7 +215,7 @@ listen = ["127.0.0.1:{self.port}"]
 max_connections_per_ip = {max(1000, connections * 2)}
 
 [relay]
-relay_domains = ["sink.test"]
+relay_domains = {json.dumps(list(relay_domains))}
 
 [queue]
 directory = "{self.spool}"
@@ -246,11 +247,11 @@ servers = ["127.0.0.1:9"]
             self.stop()
             raise Failure(f"ternd did not start (see {d}/ternd.out)")
 
-    def ctl(self, *args):
+    def ctl(self, *args, timeout=30):
         """Runs ternctl against this ternd; returns its stdout, raises Failure
         when it fails."""
         r = subprocess.run([self.tools.ternctl, "--socket", self.socket, *args], capture_output=True, text=True,
-                           timeout=30)
+                           timeout=timeout)
         if r.returncode != 0:
             raise Failure(f"ternctl {' '.join(args)}: {r.stderr.strip()}")
         return r.stdout
