@@ -247,14 +247,19 @@ servers = ["127.0.0.1:9"]
             self.stop()
             raise Failure(f"ternd did not start (see {d}/ternd.out)")
 
-    def ctl(self, *args, timeout=30):
+    def ctl(self, *args):
         """Runs ternctl against this ternd; returns its stdout, raises Failure
         when it fails."""
         r = subprocess.run([self.tools.ternctl, "--socket", self.socket, *args], capture_output=True, text=True,
-                           timeout=timeout)
+                           timeout=30)
         if r.returncode != 0:
             raise Failure(f"ternctl {' '.join(args)}: {r.stderr.strip()}")
         return r.stdout
+
+    def ctl_start(self, *args):
+        """Starts ternctl against this ternd without waiting for it."""
+        return subprocess.Popen([self.tools.ternctl, "--socket", self.socket, *args], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
 
     def stats(self):
         return {k: v for k, v in (line.split(None, 1) for line in self.ctl("stats").splitlines() if " " in line)}
