@@ -21,15 +21,14 @@ See docs/benchmarking.md for how to read the numbers.
 import argparse
 import json
 import os
-import platform
-import shutil
 import signal
 import subprocess
 import sys
 import time
 
-from benchlib import (ROOT, Failure, Sink, Tern, Tools, build_tools, disk_usage, log, make_workdir, parse_size, rss_kib,
-                      stop_process, thread_cpu_by_kind)
+from benchlib import (Failure, Sink, Tern, Tools, add_common_options, build_tools, disk_usage, finish_workdir, fmt,
+                      log, machine, make_workdir, parse_size, print_aligned, rss_kib, stop_process, thread_cpu_by_kind,
+                      write_json)
 
 BACKLOG_DOMAIN = "sink.test"
 # Fresh mail goes to its own domain and sink: the sink's end-to-end histogram
@@ -196,10 +195,6 @@ next_hop = "[127.0.0.1]:{fresh_sink.port}"
         sink.stop()
 
 
-def fmt(v, spec="{:.0f}"):
-    return "-" if v is None else spec.format(v)
-
-
 def kib_to_mib(kib):
     return None if kib is None else kib / 1024
 
@@ -218,7 +213,7 @@ def print_tables(rows):
                       fmt(r["spool_end_bytes"] / MIB), fmt(r["fresh_e2e_p99_ms"], "{:.1f}"),
                       fmt(r["fresh_e2e_max_ms"], "{:.1f}"), fmt(r["fill_cpu_us"].get("all")),
                       fmt(r["drain_cpu_us"].get("all"))])
-    print_aligned(table)
+    print_aligned(table, 1)
     for r in rows:
         if "error" in r:
             print(f"{r['count']}: not measured: {r['error']}")
@@ -238,13 +233,7 @@ def print_tables(rows):
             cpu = r[f"{phase}_cpu_us"]
             table.append([str(r["count"]), phase, *(fmt(cpu.get(k), "{:.1f}") for k in kinds),
                           fmt(cpu.get("all"), "{:.1f}")])
-    print_aligned(table)
-
-
-def print_aligned(table):
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    for row in table:
-        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    print_aligned(table, 2)
 
 
 def main():
@@ -258,11 +247,7 @@ def main():
     ap.add_argument("--settle-seconds", type=int, default=10,
                     help="how long to keep sampling after the drain, while space is reclaimed (10)")
     ap.add_argument("--interval", type=float, default=0.5, help="seconds between samples (0.5)")
-    ap.add_argument("--build", default=os.path.join(ROOT, "build"), help="CMake build directory (./build)")
-    ap.add_argument("--no-build", action="store_true", help="do not build first")
-    ap.add_argument("--tmpdir", default="/var/tmp", help="where spools go; not tmpfs (/var/tmp)")
-    ap.add_argument("--json", help="also write the rows (with their samples) as JSON here")
-    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    add_common_options(ap)
     args = ap.parse_args()
     args.size = parse_size(args.size)
     if args.fresh_rate < 1:
@@ -283,20 +268,14 @@ def main():
                 log(f"  not measured: {e}")
                 rows.append({"count": count, "error": str(e)})
     finally:
-        if args.keep:
-            log(f"work directory kept: {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        finish_workdir(workdir, args.keep)
 
     print()
-    print(f"Backlog benchmark on {platform.node()}: {os.cpu_count()} CPUs, kernel {platform.release()}, "
-          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {args.size} bytes, {args.connections} connections "
+    print(f"Backlog benchmark on {machine()}; {args.size} bytes, {args.connections} connections "
           f"queueing, fresh mail at {args.fresh_rate}/s during the drain")
     print_tables(rows)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"host": platform.node(), "cpus": os.cpu_count(), "kernel": platform.release(),
-                       "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rows": rows}, f, indent=2)
+        write_json(args.json, rows)
     return 1 if any("error" in r for r in rows) else 0
 
 

@@ -3,6 +3,8 @@ ternd, ternctl, tern-bench), building them, a disk-backed work directory, and
 reading a process's CPU and memory from /proc."""
 import json
 import os
+import platform
+import shutil
 import re
 import signal
 import subprocess
@@ -99,6 +101,28 @@ def disk_usage(path):
     return total
 
 
+def add_common_options(ap):
+    """The options every SMTP benchmark script takes: what to run, where, and
+    what to keep."""
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"), help="CMake build directory (./build)")
+    ap.add_argument("--no-build", action="store_true", help="do not build first")
+    ap.add_argument("--tmpdir", default="/var/tmp", help="where spools go; not tmpfs (/var/tmp)")
+    ap.add_argument("--json", help="also write the rows as JSON here")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+
+
+def fmt(v, spec="{:.0f}"):
+    return "-" if v is None else spec.format(v)
+
+
+def print_aligned(table, left_columns):
+    """Prints rows of strings as columns: the first left_columns to the left,
+    the figures to the right."""
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        print("  ".join(c.ljust(w) if i < left_columns else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+
+
 def stop_process(proc, timeout=10.0):
     if proc is None or proc.poll() is not None:
         return
@@ -143,6 +167,25 @@ def make_workdir(tmpdir):
     # Postfix's daemons, running as "postfix", must be able to reach their queue below it.
     os.chmod(workdir, 0o755)
     return workdir
+
+
+def finish_workdir(workdir, keep):
+    if keep:
+        log(f"work directory kept: {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def machine():
+    """Where and when, for the line above a table."""
+    return (f"{platform.node()}: {os.cpu_count()} CPUs, kernel {platform.release()}, "
+            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+
+
+def write_json(path, rows):
+    with open(path, "w") as f:
+        json.dump({"host": platform.node(), "cpus": os.cpu_count(), "kernel": platform.release(),
+                   "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rows": rows}, f, indent=2)
 
 
 class Sink:

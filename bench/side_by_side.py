@@ -26,14 +26,13 @@ unless --keep. See docs/benchmarking.md for how to read the numbers.
 import argparse
 import json
 import os
-import platform
-import shutil
 import signal
 import subprocess
 import sys
 import time
 
-from benchlib import ROOT, Failure, Sink, Tern, Tools, build_tools, log, make_workdir, parse_size, process_tree_cpu
+from benchlib import (ROOT, Failure, Sink, Tern, Tools, add_common_options, build_tools, finish_workdir, fmt, log,
+                      machine, make_workdir, parse_size, print_aligned, process_tree_cpu, write_json)
 from loopback import free_port
 
 POSTFIX_INSTANCE = os.path.join(ROOT, "bench", "postfix_instance.sh")
@@ -170,10 +169,6 @@ def measure(args, tools, system, generator, size, connections, workdir):
         sink.stop()
 
 
-def fmt(v, spec="{:.0f}"):
-    return "-" if v is None else spec.format(v)
-
-
 def print_table(rows):
     head = ["size", "conns", "system", "generator", "accepted", "acc msg/s", "p99 ms", "delivered", "e2e msg/s",
             "e2e p99 ms", "gen CPU%", "srv us/msg", "fsync/msg"]
@@ -188,9 +183,7 @@ def print_table(rows):
                       fmt(r.get("delivered"), "{}"), fmt(r.get("e2e_per_s")), fmt(r.get("e2e_p99_ms"), "{:.1f}"),
                       fmt(r.get("generator_cpu_pct")), fmt(r.get("server_us_per_msg")),
                       fmt(r.get("fsyncs_per_msg"), "{:.3f}")])
-    widths = [max(len(row[i]) for row in table if i < len(row)) for i in range(len(head))]
-    for row in table:
-        print("  ".join(c.rjust(w) if i > 3 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    print_aligned(table, 4)
 
 
 def print_ratios(rows):
@@ -250,11 +243,7 @@ def main():
     ap.add_argument("--systems", default=",".join(SYSTEMS), help=f"which systems (default {','.join(SYSTEMS)})")
     ap.add_argument("--no-smtp-source", action="store_true", help="skip the smtp-source cross-check")
     ap.add_argument("--with-postfix", action="store_true", help="install Postfix from Debian if it is missing")
-    ap.add_argument("--build", default=os.path.join(ROOT, "build"), help="CMake build directory (./build)")
-    ap.add_argument("--no-build", action="store_true", help="do not build first")
-    ap.add_argument("--tmpdir", default="/var/tmp", help="where spools go; not tmpfs (/var/tmp)")
-    ap.add_argument("--json", help="also write the rows as JSON here")
-    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    add_common_options(ap)
     args = ap.parse_args()
 
     if not args.no_build:
@@ -290,21 +279,15 @@ def main():
                             rows.append({"system": system, "generator": gen, "size": size, "connections": conns,
                                          "error": str(e)})
     finally:
-        if args.keep:
-            log(f"work directory kept: {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        finish_workdir(workdir, args.keep)
 
     print()
-    print(f"Side-by-side SMTP benchmark on {platform.node()}: {os.cpu_count()} CPUs, kernel {platform.release()}, "
-          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(f"Side-by-side SMTP benchmark on {machine()}")
     print_table(rows)
     print("Ratios (msg/s, same run; accepted unless it says end to end):")
     print_ratios(rows)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"host": platform.node(), "cpus": os.cpu_count(), "kernel": platform.release(),
-                       "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rows": rows}, f, indent=2)
+        write_json(args.json, rows)
     return 1 if any("error" in r for r in rows) else 0
 
 
