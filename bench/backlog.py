@@ -145,10 +145,13 @@ next_hop = "[127.0.0.1]:{fresh_sink.port}"
         # sampled meanwhile.
         release = tern.ctl_start("release-domain", BACKLOG_DOMAIN)
         row["release_cmd_s"] = None
+        release_running = True
         while time.monotonic() - released_at < args.drain_seconds:
-            if row["release_cmd_s"] is None and release.poll() is not None:
-                row["release_cmd_s"] = time.monotonic() - released_at
-                if release.returncode != 0:
+            if release_running and release.poll() is not None:
+                release_running = False
+                if release.returncode == 0:
+                    row["release_cmd_s"] = time.monotonic() - released_at
+                else:
                     # ternctl gave up waiting; the engine may still be releasing: the drain tells.
                     row["release_error"] = release.stderr.read().strip()
                     log(f"  ternctl release-domain: {row['release_error']}")
