@@ -8,7 +8,11 @@ For every message size and connection count asked for, it measures:
            rate, and end-to-end delivery rate and p99 end-to-end latency as
            the sink sees them;
   postfix  tern-bench -> a private Postfix instance relaying to the same
-           tern-sink: acceptance and end-to-end delivery;
+           tern-sink, with Postfix's defaults: acceptance and end-to-end
+           delivery;
+  postfix-tuned  the same, tuned as an administrator would tune a relay to
+           one smarthost (default_process_limit = 200,
+           default_destination_concurrency_limit = 50);
   postfix-hold  the same instance putting mail on hold: acceptance only;
 and, with Postfix's smtp-source, the same targets again as a cross-check of
 tern-bench's own figures.
@@ -22,182 +26,29 @@ unless --keep. See docs/benchmarking.md for how to read the numbers.
 import argparse
 import json
 import os
-import platform
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
-from loopback import free_port, wait_banner
+from benchlib import (ROOT, Failure, Sink, Tern, Tools, add_common_options, build_tools, finish_workdir, fmt, log,
+                      machine, make_workdir, parse_size, print_aligned, process_tree_cpu, write_json)
+from loopback import free_port
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 POSTFIX_INSTANCE = os.path.join(ROOT, "bench", "postfix_instance.sh")
 SMTP_SOURCE = "/usr/sbin/smtp-source"
-
-
-def log(msg):
-    print(f"side_by_side: {msg}", file=sys.stderr, flush=True)
-
-
-class Failure(Exception):
-    """A system could not be measured; the run goes on with the others."""
-
-
-def parse_size(text):
-    units = {"k": 1024, "m": 1024 * 1024}
-    t = text.strip().lower()
-    if t and t[-1] in units:
-        return int(t[:-1]) * units[t[-1]]
-    return int(t)
-
-
-def process_tree_cpu(root_pid):
-    """CPU seconds (user+system, with reaped children) of root_pid and its
-    direct children: ternd itself, or Postfix's master and its daemons."""
-    hz = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if pid == str(root_pid) or fields[1] == str(root_pid):
-            total += sum(int(x) for x in fields[11:15])
-    return total / hz
-
-
-def stop_process(proc, timeout=10.0):
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-class Sink:
-    """A tern-sink on a free port; counts are read through its JSON report,
-    which it rewrites on SIGUSR1."""
-
-    def __init__(self, tools, workdir, name):
-        self.port = free_port()
-        self.json = os.path.join(workdir, f"{name}.sink.json")
-        self.out = open(os.path.join(workdir, f"{name}.sink.out"), "w")
-        self.proc = subprocess.Popen(
-            [tools.sink, "--listen", f"127.0.0.1:{self.port}", "--json", self.json, "--quiet"],
-            stdout=self.out, stderr=subprocess.STDOUT)
-        if not wait_banner(self.port, self.proc):
-            self.stop()
-            raise Failure("tern-sink did not start")
-
-    def snapshot(self):
-        before = os.stat(self.json).st_mtime_ns if os.path.exists(self.json) else 0
-        self.proc.send_signal(signal.SIGUSR1)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                if os.stat(self.json).st_mtime_ns != before:
-                    with open(self.json) as f:
-                        return json.load(f)
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.02)
-        raise Failure("tern-sink did not write its report")
-
-    def wait_for(self, count, timeout):
-        """Polls until the sink has `count` messages; returns (report, seconds
-        from now until the last one arrived, or None if it never did)."""
-        start = time.monotonic()
-        report = self.snapshot()
-        while report["messages"] < count and time.monotonic() - start < timeout:
-            time.sleep(0.1)
-            report = self.snapshot()
-        return report, (time.monotonic() - start) if report["messages"] >= count else None
-
-    def stop(self):
-        stop_process(self.proc)
-        self.out.close()
-
-
-class Tern:
-    delivers = True
-
-    def __init__(self, tools, workdir, name, connections, sink_port):
-        self.tools = tools
-        d = os.path.join(workdir, name)
-        os.makedirs(d)
-        self.port = free_port()
-        self.socket = os.path.join(d, "ternd.sock")
-        cfg = os.path.join(d, "ternd.toml")
-        with open(cfg, "w") as f:
-            f.write(f"""[server]
-hostname = "tern.bench.test"
-drain_timeout = "5s"
-
-[smtp]
-listen = ["127.0.0.1:{self.port}"]
-max_connections_per_ip = {max(1000, connections * 2)}
-
-[relay]
-relay_domains = ["sink.test"]
-
-[queue]
-directory = "{d}/spool"
-min_free_space = "1MB"
-
-[control]
-socket = "{self.socket}"
-
-[log]
-target = "file"
-file = "{d}/ternd.log"
-
-[delivery]
-max_per_destination = 20
-# Postfix's relay client does not use TLS either.
-tls = "none"
-
-[routing]
-# Everything to the sink, as Postfix's relayhost: no DNS in the measurement.
-forward_host = "[127.0.0.1]:{sink_port}"
-
-[dns]
-servers = ["127.0.0.1:9"]
-""")
-        self.sink_port = sink_port
-        self.out = open(os.path.join(d, "ternd.out"), "w")
-        self.proc = subprocess.Popen([tools.ternd, "--config", cfg], stdout=self.out, stderr=subprocess.STDOUT)
-        if not wait_banner(self.port, self.proc):
-            self.stop()
-            raise Failure(f"ternd did not start (see {d}/ternd.out)")
-
-    def stats(self):
-        out = subprocess.run([self.tools.ternctl, "--socket", self.socket, "stats"], capture_output=True,
-                             text=True, timeout=10)
-        return {k: v for k, v in (line.split(None, 1) for line in out.stdout.splitlines() if " " in line)}
-
-    def cpu(self):
-        return process_tree_cpu(self.proc.pid)
-
-    def stop(self):
-        stop_process(self.proc)
-        self.out.close()
+# Each Postfix row and the postfix_instance.sh mode it runs.
+POSTFIX_MODES = {"postfix": "relay", "postfix-tuned": "relay-tuned", "postfix-hold": "hold"}
+SYSTEMS = ["raw", "tern", *POSTFIX_MODES]
 
 
 class Postfix:
     def __init__(self, workdir, name, mode, sink_port):
         self.dir = os.path.join(workdir, name)
         self.port = free_port()
-        self.delivers = mode == "relay"
+        self.delivers = mode.startswith("relay")
         args = [POSTFIX_INSTANCE, "start", self.dir, str(self.port), mode]
-        if mode == "relay":
+        if self.delivers:
             args.append(str(sink_port))
         r = subprocess.run(args, capture_output=True, text=True, timeout=60)
         if r.returncode != 0:
@@ -211,17 +62,6 @@ class Postfix:
 
     def stop(self):
         subprocess.run([POSTFIX_INSTANCE, "stop", self.dir], capture_output=True, timeout=60)
-
-
-class Tools:
-    def __init__(self, build):
-        self.bench = os.path.join(build, "tools", "tern_bench", "tern-bench")
-        self.sink = os.path.join(build, "tools", "tern_sink", "tern-sink")
-        self.ternd = os.path.join(build, "mta", "ternd")
-        self.ternctl = os.path.join(build, "tools", "ternctl")
-        for p in (self.bench, self.sink, self.ternd, self.ternctl):
-            if not os.access(p, os.X_OK):
-                sys.exit(f"side_by_side: {p} is not built")
 
 
 def run_generator(args, tools, generator, port, size, connections, workdir, name):
@@ -275,7 +115,7 @@ def measure(args, tools, system, generator, size, connections, workdir):
             server = Tern(tools, workdir, name, connections, sink.port)
             port = server.port
         else:
-            server = Postfix(workdir, name, "relay" if system == "postfix" else "hold", sink.port)
+            server = Postfix(workdir, name, POSTFIX_MODES[system], sink.port)
             port = server.port
         stats0 = server.stats() if isinstance(server, Tern) else None
         cpu0 = server.cpu() if server else None
@@ -329,10 +169,6 @@ def measure(args, tools, system, generator, size, connections, workdir):
         sink.stop()
 
 
-def fmt(v, spec="{:.0f}"):
-    return "-" if v is None else spec.format(v)
-
-
 def print_table(rows):
     head = ["size", "conns", "system", "generator", "accepted", "acc msg/s", "p99 ms", "delivered", "e2e msg/s",
             "e2e p99 ms", "gen CPU%", "srv us/msg", "fsync/msg"]
@@ -347,9 +183,7 @@ def print_table(rows):
                       fmt(r.get("delivered"), "{}"), fmt(r.get("e2e_per_s")), fmt(r.get("e2e_p99_ms"), "{:.1f}"),
                       fmt(r.get("generator_cpu_pct")), fmt(r.get("server_us_per_msg")),
                       fmt(r.get("fsyncs_per_msg"), "{:.3f}")])
-    widths = [max(len(row[i]) for row in table if i < len(row)) for i in range(len(head))]
-    for row in table:
-        print("  ".join(c.rjust(w) if i > 3 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    print_aligned(table, 4)
 
 
 def print_ratios(rows):
@@ -362,18 +196,18 @@ def print_ratios(rows):
     seen = sorted({(r["size"], r["connections"]) for r in rows})
     for size, conns in seen:
         raw, tern = find("raw", "tern-bench", size, conns), find("tern", "tern-bench", size, conns)
-        pf, pfh = find("postfix", "tern-bench", size, conns), find("postfix-hold", "tern-bench", size, conns)
         parts = []
         if raw and tern:
             parts.append(f"tern/raw {tern / raw:.2f}")
-        if tern and pf:
-            parts.append(f"tern/postfix {tern / pf:.1f}x")
-        if tern and pfh:
-            parts.append(f"tern/postfix-hold {tern / pfh:.1f}x")
+        for system in POSTFIX_MODES:
+            pf = find(system, "tern-bench", size, conns)
+            if tern and pf:
+                parts.append(f"tern/{system} {tern / pf:.1f}x")
         tern_e2e = find("tern", "tern-bench", size, conns, "e2e_per_s")
-        pf_e2e = find("postfix", "tern-bench", size, conns, "e2e_per_s")
-        if tern_e2e and pf_e2e:
-            parts.append(f"end to end tern/postfix {tern_e2e / pf_e2e:.1f}x")
+        for system in ("postfix", "postfix-tuned"):
+            pf_e2e = find(system, "tern-bench", size, conns, "e2e_per_s")
+            if tern_e2e and pf_e2e:
+                parts.append(f"end to end tern/{system} {tern_e2e / pf_e2e:.1f}x")
         src, bench = find("raw", "smtp-source", size, conns), raw
         if src and bench:
             parts.append(f"tern-bench/smtp-source on the sink {bench / src:.2f}")
@@ -406,27 +240,18 @@ def main():
     ap.add_argument("--seconds", type=int, default=120, help="time limit per run (120)")
     ap.add_argument("--delivery-timeout", type=int, default=120,
                     help="how long to wait for relayed mail to reach the sink (120)")
-    ap.add_argument("--systems", default="raw,tern,postfix,postfix-hold",
-                    help="which systems (default raw,tern,postfix,postfix-hold)")
+    ap.add_argument("--systems", default=",".join(SYSTEMS), help=f"which systems (default {','.join(SYSTEMS)})")
     ap.add_argument("--no-smtp-source", action="store_true", help="skip the smtp-source cross-check")
     ap.add_argument("--with-postfix", action="store_true", help="install Postfix from Debian if it is missing")
-    ap.add_argument("--build", default=os.path.join(ROOT, "build"), help="CMake build directory (./build)")
-    ap.add_argument("--no-build", action="store_true", help="do not build first")
-    ap.add_argument("--tmpdir", default="/var/tmp", help="where spools go; not tmpfs (/var/tmp)")
-    ap.add_argument("--json", help="also write the rows as JSON here")
-    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    add_common_options(ap)
     args = ap.parse_args()
 
     if not args.no_build:
-        if not os.path.exists(os.path.join(args.build, "CMakeCache.txt")):
-            subprocess.run(["cmake", "-S", ROOT, "-B", args.build, "-DCMAKE_BUILD_TYPE=Release"], check=True,
-                           stdout=subprocess.DEVNULL)
-        subprocess.run(["cmake", "--build", args.build, "-j", str(os.cpu_count()), "--target", "ternd", "ternctl",
-                        "tern-bench", "tern-sink"], check=True, stdout=subprocess.DEVNULL)
+        build_tools(args.build)
     tools = Tools(args.build)
     systems = [s for s in args.systems.split(",") if s]
     for s in systems:
-        if s not in ("raw", "tern", "postfix", "postfix-hold"):
+        if s not in SYSTEMS:
             sys.exit(f"side_by_side: unknown system {s}")
     have_postfix = any(s.startswith("postfix") for s in systems) and ensure_postfix(args.with_postfix)
     if not have_postfix:
@@ -438,12 +263,7 @@ def main():
     if not args.no_smtp_source and os.access(SMTP_SOURCE, os.X_OK):
         generators.append("smtp-source")
 
-    os.makedirs(args.tmpdir, exist_ok=True)
-    fstype = subprocess.run(["stat", "-f", "-c", "%T", args.tmpdir], capture_output=True, text=True).stdout.strip()
-    if fstype in ("tmpfs", "ramfs"):
-        sys.exit(f"side_by_side: {args.tmpdir} is {fstype}: durable queues must be measured on a disk (--tmpdir)")
-    workdir = tempfile.mkdtemp(prefix="tern-side-by-side.", dir=args.tmpdir)
-    os.chmod(workdir, 0o755)
+    workdir = make_workdir(args.tmpdir)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     rows = []
     try:
@@ -459,21 +279,15 @@ def main():
                             rows.append({"system": system, "generator": gen, "size": size, "connections": conns,
                                          "error": str(e)})
     finally:
-        if args.keep:
-            log(f"work directory kept: {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        finish_workdir(workdir, args.keep)
 
     print()
-    print(f"Side-by-side SMTP benchmark on {platform.node()}: {os.cpu_count()} CPUs, kernel {platform.release()}, "
-          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(f"Side-by-side SMTP benchmark on {machine()}")
     print_table(rows)
     print("Ratios (msg/s, same run; accepted unless it says end to end):")
     print_ratios(rows)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"host": platform.node(), "cpus": os.cpu_count(), "kernel": platform.release(),
-                       "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rows": rows}, f, indent=2)
+        write_json(args.json, rows)
     return 1 if any("error" in r for r in rows) else 0
 
 
