@@ -203,6 +203,45 @@ struct DeliveryEngine::Impl {
     }
   }
 
+  // Moves the messages `ids` to incoming, due now, and wakes the scanner;
+  // returns how many moved. Messages being delivered right now are left
+  // alone. The moves go to the spool a window at a time: its writer commits
+  // a window together, where awaiting each move alone cost one synced write
+  // per message (releasing 20,000 held messages took as long as delivering
+  // them, and none left before the last had moved); each window's messages
+  // can leave while the next one is moved.
+  io::Task<size_t> make_due(const std::vector<std::string>& ids) {
+    constexpr size_t kWindow = 1024;
+    const int64_t now = wall_clock_us();
+    size_t moved = 0;
+    for (size_t first = 0; first < ids.size(); first += kWindow) {
+      std::vector<std::string> window;
+      for (size_t i = first; i < std::min(ids.size(), first + kWindow); ++i) {
+        if (!in_flight.contains(ids[i])) window.push_back(ids[i]);
+      }
+      if (window.empty()) continue;
+      moved += co_await io::CallbackAwait<size_t>{*loop, [&](std::function<void(size_t)> window_done) {
+        // Completions run on the spool's writer thread.
+        struct Progress {
+          std::atomic<size_t> left;
+          std::atomic<size_t> moved{0};
+          std::function<void(size_t)> done;
+        };
+        auto progress = std::make_shared<Progress>();
+        progress->left = window.size();
+        progress->done = std::move(window_done);
+        for (const auto& id : window) {
+          spool.move(id, queue::QueueName::incoming, now, [progress](Status st) {
+            if (st) progress->moved.fetch_add(1);
+            if (progress->left.fetch_sub(1) == 1) progress->done(progress->moved.load());
+          });
+        }
+      }};
+      wake();
+    }
+    co_return moved;
+  }
+
   // ---- flush: make matching messages due now ----
   io::Task<void> flush(std::string target, std::function<void(size_t)> done) {
     ++live_tasks;
@@ -216,17 +255,8 @@ struct DeliveryEngine::Impl {
       return out;
     });
     const std::vector<std::string> ids = co_await listing;
-    const int64_t now = wall_clock_us();
-    size_t moved = 0;
-    for (const auto& id : ids) {
-      if (in_flight.contains(id)) continue;  // being delivered right now
-      Status st = co_await SpoolAwait{*loop, [&](queue::Spool::Done d) {
-                                        spool.move(id, queue::QueueName::incoming, now, std::move(d));
-                                      }};
-      if (st) ++moved;
-    }
+    const size_t moved = co_await make_due(ids);
     log::event("flush", {{"target", target.empty() ? std::string("all") : target}, {"messages", moved}});
-    if (moved > 0) wake();
     done(moved);
     --live_tasks;
     end_if_done();
@@ -286,14 +316,7 @@ struct DeliveryEngine::Impl {
         return out;
       });
       const std::vector<std::string> ids = co_await listing;
-      const int64_t now = wall_clock_us();
-      for (const auto& id : ids) {
-        Status st = co_await SpoolAwait{*loop, [&](queue::Spool::Done d) {
-                                          spool.move(id, queue::QueueName::incoming, now, std::move(d));
-                                        }};
-        if (st) ++released;
-      }
-      if (released > 0) wake();
+      released = co_await make_due(ids);
     }
     log::event(hold ? "domain_held" : "domain_released", {{"domain", domain}, {"released", released}});
     if (saved) {
