@@ -111,6 +111,7 @@ struct Config {
     unsigned smtp_port = 25;                   // port of MX hosts (tests use another)
     unsigned max_connections = 500;            // outbound, in total
     unsigned max_per_destination = 20;         // connections per next hop
+    unsigned active_limit = 20'000;            // messages taken into memory at once
     unsigned destination_rate = 0;             // messages/s per next hop; 0 = unlimited
     unsigned max_messages_per_connection = 100;
     int64_t connection_cache_time_ms = 5'000;  // idle connections wait this long for more mail

@@ -308,7 +308,10 @@ int run_daemon(const std::string& config_path) {
   }
   auto control = std::make_unique<ControlServer>(
       *spool.value(),
-      [&ctx] { return std::vector<std::pair<std::string, uint64_t>>{{"connections", ctx.limiter.total()}}; },
+      [&ctx, e = engine.get()] {
+        return std::vector<std::pair<std::string, uint64_t>>{
+            {"connections", ctx.limiter.total()}, {"active_messages", e ? e->active_messages() : 0}};
+      },
       std::move(delivery_controls), ControlServer::AccessControls{ctx.pop_window, config.relay.pop_window_minutes});
   control->start(std::move(control_socket.value()), config.control.socket);
   std::vector<std::unique_ptr<Worker>> workers;

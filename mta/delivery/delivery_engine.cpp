@@ -139,8 +139,18 @@ struct DeliveryEngine::Impl {
   std::atomic<bool> wake_posted{false};
   std::atomic<bool> finished{false};  // the loop has ended
 
+  // in_flight.size(), for other threads (ternctl stats).
+  std::atomic<size_t> active_messages{0};
+
   // ---- loop thread only ----
-  std::unordered_set<std::string> in_flight;  // queue IDs taken and not yet settled
+  // Queue IDs taken and not yet settled: the active set, at most
+  // settings.active_limit (enter_active, leave_active).
+  std::unordered_set<std::string> in_flight;
+  // The scanner stopped for want of room; leave_active wakes it.
+  bool active_full = false;
+  // The queue each scan starts with, in turn: with the active set nearly
+  // full, incoming mail and retries take the room by turns.
+  size_t scan_start = 0;
   std::set<std::string> held_domains;         // ternctl hold-domain; kept in the spool directory
   std::unordered_map<std::string, std::unique_ptr<Destination>> destinations;
   std::deque<Destination*> starved;  // destinations waiting for a connection slot
@@ -193,6 +203,25 @@ struct DeliveryEngine::Impl {
     resolver.reset();
     for (int i = 0; i < 100 && loop->in_flight() > 0; ++i) co_await loop->sleep(10);
     loop->stop();
+  }
+
+  // A message joins the active set; false when it is in already.
+  bool enter_active(const std::string& id) {
+    if (!in_flight.insert(id).second) return false;
+    active_messages.store(in_flight.size(), std::memory_order_relaxed);
+    return true;
+  }
+  // A message leaves the active set. A full set wakes the scanner once a
+  // quarter of it is free again (one due-scan per settled message would
+  // cost a RocksDB seek each).
+  void leave_active(const std::string& id) {
+    if (in_flight.erase(id) == 0) return;
+    active_messages.store(in_flight.size(), std::memory_order_relaxed);
+    const size_t low_water = settings.active_limit - std::max<size_t>(1, settings.active_limit / 4);
+    if (active_full && in_flight.size() <= low_water) {
+      active_full = false;
+      wake();
+    }
   }
 
   void wake() {
@@ -361,15 +390,25 @@ struct DeliveryEngine::Impl {
     }
   }
 
+  // Takes due mail into the active set, as much as it has room for.
   io::Task<void> scan_once() {
+    static constexpr queue::QueueName kQueues[] = {queue::QueueName::incoming, queue::QueueName::retry1,
+                                                   queue::QueueName::retry2};
     const int64_t now = wall_clock_us();
-    for (const auto q : {queue::QueueName::incoming, queue::QueueName::retry1, queue::QueueName::retry2}) {
-      const size_t limit = settings.scan_batch;
+    const size_t start = scan_start;
+    scan_start = (scan_start + 1) % std::size(kQueues);
+    for (size_t i = 0; i < std::size(kQueues); ++i) {
+      const queue::QueueName q = kQueues[(start + i) % std::size(kQueues)];
+      if (in_flight.size() >= settings.active_limit) {
+        active_full = true;
+        co_return;
+      }
+      const size_t limit = std::min(settings.scan_batch, settings.active_limit - in_flight.size());
       auto read_due = offload.call(*loop, [this, q, now, limit] { return spool.due(q, now, limit); });
       std::vector<queue::Envelope> due = co_await read_due;
       for (auto& envelope : due) {
         if (stopping) co_return;
-        if (!in_flight.insert(envelope.id).second) continue;
+        if (!enter_active(envelope.id)) continue;
         io::spawn(take(std::move(envelope)));
       }
     }
@@ -381,7 +420,7 @@ struct DeliveryEngine::Impl {
     Status claimed = co_await SpoolAwait{*loop, [&](queue::Spool::Done done) { spool.claim(id, std::move(done)); }};
     if (!claimed) {
       log::event("take_failed", {{"qid", id}, {"reason", claimed.error()}});
-      in_flight.erase(id);
+      leave_active(id);
     } else if (!stopping) {
       auto message = message_of(std::move(envelope));
       message->envelope.queue = queue::QueueName::active;
@@ -863,7 +902,7 @@ struct DeliveryEngine::Impl {
   }
 
   io::Task<Result<size_t>> bounce_message(const std::string& id, const std::vector<std::string>& names) {
-    if (!in_flight.insert(id).second) co_return Error{"message " + id + " is being delivered; try again shortly"};
+    if (!enter_active(id)) co_return Error{"message " + id + " is being delivered; try again shortly"};
     auto read = offload.call(*loop, [this, id] { return spool.get(id); });
     std::optional<queue::Envelope> found = co_await read;
     // Not co_await inside ?: (g++ 12 miscompiles co_await in conditional expressions).
@@ -872,7 +911,7 @@ struct DeliveryEngine::Impl {
       auto bounced = bounce_found(message_of(std::move(*found)), names);
       result = co_await bounced;
     }
-    in_flight.erase(id);
+    leave_active(id);
     co_return result;
   }
 
@@ -986,7 +1025,7 @@ struct DeliveryEngine::Impl {
       }
     }
     if (!stored) log::event("spool_error", {{"qid", id}, {"reason", stored.error()}});
-    in_flight.erase(id);
+    leave_active(id);
     --live_tasks;
     end_if_done();
   }
@@ -1062,6 +1101,10 @@ void DeliveryEngine::bounce(std::string id, std::vector<std::string> recipients,
 void DeliveryEngine::set_local_recipients(std::shared_ptr<const local::LocalResolver> resolver) {
   Impl* impl = impl_.get();
   impl->loop->post([impl, resolver = std::move(resolver)]() mutable { impl->local_recipients = std::move(resolver); });
+}
+
+size_t DeliveryEngine::active_messages() const {
+  return impl_->active_messages.load(std::memory_order_relaxed);
 }
 
 void DeliveryEngine::hold_domain(std::string domain, bool hold, std::function<void(Result<size_t>)> done) {

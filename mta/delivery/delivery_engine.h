@@ -55,6 +55,7 @@ struct EngineSettings {
   int64_t connection_cache_ms = 5'000;        // an idle connection waits this long for more mail
   int64_t scan_interval_ms = 1'000;
   size_t scan_batch = 1'000;                  // messages taken per queue and scan
+  size_t active_limit = 20'000;               // messages taken and not yet settled, at most
 };
 
 class DeliveryEngine {
@@ -88,6 +89,9 @@ class DeliveryEngine {
   void bounce(std::string id, std::vector<std::string> recipients, std::function<void(Result<size_t>)> done);
   // Thread-safe: the local recipient table after a reload (SIGHUP).
   void set_local_recipients(std::shared_ptr<const local::LocalResolver> resolver);
+  // Thread-safe: messages in the active set now (taken from the queues, not
+  // yet settled); at most EngineSettings::active_limit.
+  size_t active_messages() const;
   // Thread-safe: take no more mail; connections end after their current
   // transaction. Messages not finished stay in `active`, which recovery
   // returns to `incoming` at the next start (delivery is at least once).

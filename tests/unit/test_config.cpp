@@ -191,6 +191,7 @@ TEST(ConfigDefaults, EmbeddedDefaultFileNamesEveryKey) {
                           "enabled",
                           "smtp_port",
                           "max_per_destination",
+                          "active_limit",
                           "destination_rate",
                           "max_messages_per_connection",
                           "connection_cache_time",
