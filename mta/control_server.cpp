@@ -194,7 +194,7 @@ std::string ControlServer::handle(const std::string& request_line) {
     if (!r) return "error " + r.error() + "\n";
     if (hold) return "ok\n" + args[0] + ": held\n";
     return "ok\n" + args[0] + ": released, " + std::to_string(r.value()) + " message" + (r.value() == 1 ? "" : "s") +
-           " back in incoming\n";
+           " to be tried now\n";
   }
   if (cmd == "bounce") {
     if (args.empty()) return "error usage: bounce ID [RCPT...]\n";

@@ -212,12 +212,14 @@ struct DeliveryEngine::Impl {
     return true;
   }
   // A message leaves the active set. A full set wakes the scanner once a
-  // quarter of it is free again (one due-scan per settled message would
-  // cost a RocksDB seek each).
+  // scan's worth of it is free again (a quarter of it when that is less):
+  // one due-scan per settled message would cost a RocksDB seek each, and
+  // waiting for much more room keeps fresh mail waiting for it.
   void leave_active(const std::string& id) {
     if (in_flight.erase(id) == 0) return;
     active_messages.store(in_flight.size(), std::memory_order_relaxed);
-    const size_t low_water = settings.active_limit - std::max<size_t>(1, settings.active_limit / 4);
+    const size_t refill = std::clamp<size_t>(settings.active_limit / 4, 1, settings.scan_batch);
+    const size_t low_water = settings.active_limit - refill;
     if (active_full && in_flight.size() <= low_water) {
       active_full = false;
       wake();
@@ -232,21 +234,32 @@ struct DeliveryEngine::Impl {
     }
   }
 
-  // Moves the messages `ids` to incoming, due now, and wakes the scanner;
-  // returns how many moved. Messages being delivered right now are left
-  // alone. The moves go to the spool a window at a time: its writer commits
-  // a window together, where awaiting each move alone cost one synced write
+  // A message to be tried now, and the queue it waits in until then.
+  struct DueNow {
+    std::string id;
+    queue::QueueName queue;
+  };
+
+  // Makes the messages `items` due now in their queues and wakes the
+  // scanner; returns how many moved. Messages being delivered right now are
+  // left alone. Mail that waited (a retry, a released destination) stays out
+  // of `incoming`: the scanner takes `incoming` and the retry queues by
+  // turns, so fresh mail keeps flowing while a released backlog drains,
+  // where a backlog put in `incoming` sat in front of every message that
+  // arrived after it.
+  // The moves go to the spool a window at a time: its writer commits a
+  // window together, where awaiting each move alone cost one synced write
   // per message (releasing 20,000 held messages took as long as delivering
   // them, and none left before the last had moved); each window's messages
   // can leave while the next one is moved.
-  io::Task<size_t> make_due(const std::vector<std::string>& ids) {
+  io::Task<size_t> make_due(const std::vector<DueNow>& items) {
     constexpr size_t kWindow = 1024;
     const int64_t now = wall_clock_us();
     size_t moved = 0;
-    for (size_t first = 0; first < ids.size(); first += kWindow) {
-      std::vector<std::string> window;
-      for (size_t i = first; i < std::min(ids.size(), first + kWindow); ++i) {
-        if (!in_flight.contains(ids[i])) window.push_back(ids[i]);
+    for (size_t first = 0; first < items.size(); first += kWindow) {
+      std::vector<DueNow> window;
+      for (size_t i = first; i < std::min(items.size(), first + kWindow); ++i) {
+        if (!in_flight.contains(items[i].id)) window.push_back(items[i]);
       }
       if (window.empty()) continue;
       moved += co_await io::CallbackAwait<size_t>{*loop, [&](std::function<void(size_t)> window_done) {
@@ -259,8 +272,8 @@ struct DeliveryEngine::Impl {
         auto progress = std::make_shared<Progress>();
         progress->left = window.size();
         progress->done = std::move(window_done);
-        for (const auto& id : window) {
-          spool.move(id, queue::QueueName::incoming, now, [progress](Status st) {
+        for (const auto& item : window) {
+          spool.move(item.id, item.queue, now, [progress](Status st) {
             if (st) progress->moved.fetch_add(1);
             if (progress->left.fetch_sub(1) == 1) progress->done(progress->moved.load());
           });
@@ -274,17 +287,27 @@ struct DeliveryEngine::Impl {
   // ---- flush: make matching messages due now ----
   io::Task<void> flush(std::string target, std::function<void(size_t)> done) {
     ++live_tasks;
+    struct Listing {
+      std::vector<DueNow> to_move;
+      size_t due_already = 0;  // in incoming and due: the scanner takes them anyway
+    };
     auto listing = offload.call(*loop, [this, target] {
-      std::vector<std::string> out;
+      Listing out;
+      const int64_t now = wall_clock_us();
       for (const auto& env : spool.list()) {
         const bool waiting = env.queue == queue::QueueName::incoming || env.queue == queue::QueueName::retry1 ||
                              env.queue == queue::QueueName::retry2;
-        if (target.empty() ? waiting : flush_matches(env, target)) out.push_back(env.id);
+        if (!(target.empty() ? waiting : flush_matches(env, target))) continue;
+        if (env.queue == queue::QueueName::incoming && env.next_attempt_us <= now) {
+          ++out.due_already;
+        } else {
+          out.to_move.push_back({env.id, env.queue});
+        }
       }
       return out;
     });
-    const std::vector<std::string> ids = co_await listing;
-    const size_t moved = co_await make_due(ids);
+    const Listing found = co_await listing;
+    const size_t moved = found.due_already + co_await make_due(found.to_move);
     log::event("flush", {{"target", target.empty() ? std::string("all") : target}, {"messages", moved}});
     done(moved);
     --live_tasks;
@@ -332,19 +355,20 @@ struct DeliveryEngine::Impl {
     size_t released = 0;
     if (saved && !hold) {
       auto listing = offload.call(*loop, [this, domain] {
-        std::vector<std::string> out;
+        // Back as deferred mail (retry1), not as new mail: see make_due().
+        std::vector<DueNow> out;
         for (const auto& env : spool.list()) {
           if (!held_for_destination(env)) continue;
           for (const auto& r : env.recipients) {
             if (r.state == queue::RecipientState::pending && domain_of(r.address) == domain) {
-              out.push_back(env.id);
+              out.push_back({env.id, queue::QueueName::retry1});
               break;
             }
           }
         }
         return out;
       });
-      const std::vector<std::string> ids = co_await listing;
+      const std::vector<DueNow> ids = co_await listing;
       released = co_await make_due(ids);
     }
     log::event(hold ? "domain_held" : "domain_released", {{"domain", domain}, {"released", released}});

@@ -274,7 +274,7 @@ def test_hold_and_release_a_domain(ternd_factory, dns_factory, sink_factory):
     wait_until(lambda: len(t.queue()) == 2, 10, what="the second message held")
     r = t.ternctl("release-domain", "held.test")
     assert r.returncode == 0, r.stderr
-    assert "2 messages back in incoming" in r.stdout, r.stdout
+    assert "2 messages to be tried now" in r.stdout, r.stdout
     wait_until(lambda: s.report()["recipients"] == 3, 15, what="the held recipients delivered")
     wait_until(lambda: t.queue() == [], 10, what="an empty queue")
 
@@ -392,6 +392,36 @@ def test_active_set_is_bounded(ternd_factory, dns_factory, sink_factory):
     assert most == 3, most
     wait_until(lambda: t.queue() == [], 10, what="an empty queue")
     assert _active_messages(t) == 0
+
+
+def test_fresh_mail_is_not_queued_behind_a_released_backlog(ternd_factory, dns_factory, sink_factory):
+    """Mail that arrives while a released backlog drains is taken at once,
+    not after the backlog: released mail waits in retry1, and the scanner
+    takes incoming and the retry queues by turns (as Postfix's queue manager
+    takes incoming and deferred mail)."""
+    port = free_port()
+    dns = dns_factory("--host-record=dest.test,127.0.0.2", "--host-record=fresh.test,127.0.0.3")
+    backlog_sink = sink_on(sink_factory, "127.0.0.2", port, "--delay", "dot=100")
+    fresh_sink = sink_on(sink_factory, "127.0.0.3", port)
+    t = delivering_ternd(ternd_factory, dns, port, delivery={"active_limit": 3, "max_per_destination": 1})
+    assert t.ternctl("hold-domain", "dest.test").returncode == 0
+    for i in range(16):
+        send(t, [f"r{i}@dest.test"])
+    wait_until(lambda: len(t.queue()) == 16 and all(m["queue"] == "hold" for m in t.queue()), 10,
+               what="sixteen messages held")
+    assert t.ternctl("release-domain", "dest.test").returncode == 0
+    t.wait_event("delivered", rcpt="r0@dest.test")
+    send(t, ["new@fresh.test"])
+    wait_messages(fresh_sink, 1)
+    # 16 × 100 ms one at a time: most of the backlog is still to go.
+    assert backlog_sink.report()["messages"] <= 8, backlog_sink.report()
+    events = t.events()
+    fresh_taken = next(e for e in events if e["event"] == "taken" and e["queue"] == "incoming"
+                       and e["qid"] == t.wait_event("delivered", rcpt="new@fresh.test")["qid"])
+    released = [e for e in events if e["event"] == "taken" and e["queue"] == "retry1"]
+    assert released and fresh_taken, events
+    wait_messages(backlog_sink, 16)
+    wait_until(lambda: t.queue() == [], 10, what="an empty queue")
 
 
 def test_router_that_does_not_resolve_is_not_used(ternd_factory, dns_factory, sink_factory):
