@@ -78,7 +78,7 @@ class DeliveryEngine {
   void flush(std::string target, std::function<void(size_t)> done);
   // Thread-safe: hold a destination's mail (`hold` true: its recipients are
   // not tried; messages left with only them wait in `hold`) or release it
-  // (those messages go back to incoming). The held set survives restarts
+  // (those messages go to retry1, due now). The held set survives restarts
   // (a file in the spool directory). `done` runs on the engine's thread with
   // the number of messages released, or why the change could not be saved.
   void hold_domain(std::string domain, bool hold, std::function<void(Result<size_t>)> done);
