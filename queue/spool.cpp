@@ -168,6 +168,15 @@ std::optional<FinishedRecord> parse_finished(std::string_view key, std::string_v
   return record;
 }
 
+// Messages per queue, indexed by the queue's number (slot 0 unused). A number
+// no queue has (a damaged envelope) is not counted.
+constexpr size_t kQueueSlots = 8;
+using QueueCounts = std::array<int64_t, kQueueSlots>;
+
+void count_in(QueueCounts& counts, QueueName q, int64_t n) {
+  if (auto slot = static_cast<size_t>(q); slot < kQueueSlots) counts[slot] += n;
+}
+
 std::string_view view(const rdb::Slice& s) {
   return {s.data(), s.size()};
 }
@@ -388,12 +397,16 @@ class BatchBuilder {
   explicit BatchBuilder(const Families& fam) : fam_(fam) {}
 
   rdb::WriteBatch& batch() { return batch_; }
+  // How the batch changes the number of messages in each queue.
+  const QueueCounts& queue_changes() const { return queue_changes_; }
 
   Status add(Operation& op) {
     batch_.SetSavePoint();
+    const QueueCounts changes_before = queue_changes_;
     Status s = std::visit([this](auto& typed) { return apply(typed); }, op);
     // The overlay is updated only by a request's last write, so rolling back
-    // the batch is enough to forget a failed request.
+    // the batch (and the queue counts) is enough to forget a failed request.
+    if (!s.ok()) queue_changes_ = changes_before;
     rdb::Status undone = s.ok() ? batch_.PopSavePoint() : batch_.RollbackToSavePoint();
     if (!undone.ok()) return rocksdb_error("building write batch", undone);
     return s;
@@ -424,6 +437,7 @@ class BatchBuilder {
       if (Status s = put(kBodies, chunk_key(env.id, env.body_chunks - 1), *op.last_chunk); !s) return s;
     }
     if (Status s = put(kSchedule, schedule_key(env), {}); !s) return s;
+    count_in(queue_changes_, env.queue, 1);
     return store_envelope(env);
   }
 
@@ -471,6 +485,7 @@ class BatchBuilder {
     if (Status s = erase(kSchedule, schedule_key(env)); !s) return s;
     if (Status s = put(kFinished, finished_key(now_us(), op.id), finished_value(op.reason, env)); !s) return s;
     if (Status s = erase(kEnvelopes, op.id); !s) return s;
+    count_in(queue_changes_, env.queue, -1);
     overlay_[op.id] = std::nullopt;
     return {};
   }
@@ -490,6 +505,8 @@ class BatchBuilder {
       if (Status s = erase(kSchedule, old_key); !s) return s;
       if (Status s = put(kSchedule, new_key, {}); !s) return s;
     }
+    count_in(queue_changes_, old_env.queue, -1);
+    count_in(queue_changes_, new_env.queue, 1);
     return store_envelope(new_env);
   }
 
@@ -513,6 +530,7 @@ class BatchBuilder {
 
   const Families& fam_;
   rdb::WriteBatch batch_;
+  QueueCounts queue_changes_{};
   std::unordered_map<std::string, std::optional<Envelope>> overlay_;
 };
 
@@ -545,6 +563,9 @@ struct Spool::Impl {
   std::atomic<uint64_t> reclaims{0};
   std::atomic<uint64_t> reclaim_failures{0};
   std::atomic<uint64_t> reclaimed_bytes{0};
+  // Messages per queue (QueueCounts slots): set by count_queues(), changed by
+  // the writer after each batch it writes; read by stats().
+  std::array<std::atomic<int64_t>, kQueueSlots> queued{};
 
   // Started before the writer, which tells it what it wrote, and stopped
   // after it, before the database closes.
@@ -585,14 +606,16 @@ struct Spool::Impl {
 
   // Closes and opens the database while no reader uses it: RocksDB replays
   // its WAL as after a crash, which loses only what was never synced (no
-  // acknowledged message, at most an unsynced claim or chunk).
+  // acknowledged message, at most an unsynced claim or chunk; the queue
+  // counts are taken again, as a lost claim changes them).
   Status reopen_db() {
     std::unique_lock lock(db_mutex);
     families.handles.clear();
     if (db) db->Close().PermitUncheckedError();
     db.reset();
     families.db = nullptr;
-    return open_db();
+    if (Status opened = open_db(); !opened) return opened;
+    return count_queues();
   }
 
   void report(SpoolEvent::Kind kind, std::string error, uint64_t requests = 0) {
@@ -803,6 +826,9 @@ struct Spool::Impl {
         }
       } else {
         reclaimer->wrote(deletes_bodies(batch, results));
+        for (size_t slot = 0; slot < kQueueSlots; ++slot) {
+          if (int64_t change = builder.queue_changes()[slot]) queued[slot].fetch_add(change, std::memory_order_relaxed);
+        }
       }
     }
     for (size_t i = 0; i < batch.size(); ++i) {
@@ -837,6 +863,21 @@ struct Spool::Impl {
     if (!it->Valid()) return it->status().ok();
     if (view(it->key()) >= std::string_view(end)) return true;
     return batch.DeleteRange(families[kFinished], rdb::Slice(), end).ok();
+  }
+
+  // Counts the messages of each queue from the schedule index (one entry per
+  // message, an empty value each): at open, after recover() and after a
+  // reopen, never per stats() call. No writer may run meanwhile, or its
+  // changes would be overwritten.
+  Status count_queues() {
+    QueueCounts counts{};
+    std::unique_ptr<rdb::Iterator> it(db->NewIterator(rdb::ReadOptions(), families[kSchedule]));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      if (auto entry = parse_schedule_key(view(it->key()))) count_in(counts, entry->queue, 1);
+    }
+    if (!it->status().ok()) return rocksdb_error("counting the queues", it->status());
+    for (size_t slot = 0; slot < kQueueSlots; ++slot) queued[slot].store(counts[slot], std::memory_order_relaxed);
+    return {};
   }
 
   Status check_format() {
@@ -990,6 +1031,7 @@ Result<size_t> Spool::Impl::recover() {
     rdb::Status s = db->Write(wo, &batch);
     if (!s.ok()) return failed("recover: writing", s);
   }
+  if (Status counted = count_queues(); !counted) return Error{"recover: " + counted.error()};
   return requeued;
 }
 
@@ -1006,6 +1048,7 @@ Result<std::unique_ptr<Spool>> Spool::open(const SpoolOptions& options) {
   impl->listener->impl.store(impl.get());
   impl->measure_free_space();
   if (Status format = impl->check_format(); !format) return Error{format.error()};
+  if (Status counted = impl->count_queues(); !counted) return Error{counted.error()};
 
   Impl* reclaim_impl = impl.get();
   auto reclaimer =
@@ -1167,6 +1210,10 @@ SpoolStats Spool::stats() const {
   s.reclaims = impl_->reclaims.load(std::memory_order_relaxed);
   s.reclaim_failures = impl_->reclaim_failures.load(std::memory_order_relaxed);
   s.reclaimed_bytes = impl_->reclaimed_bytes.load(std::memory_order_relaxed);
+  for (size_t i = 0; i < kAllQueues.size(); ++i) {
+    int64_t n = impl_->queued[static_cast<size_t>(kAllQueues[i])].load(std::memory_order_relaxed);
+    s.queued[i] = static_cast<uint64_t>(std::max<int64_t>(n, 0));
+  }
   return s;
 }
 

@@ -10,6 +10,7 @@
 // Reads (list/get/read_body/due) are synchronous RocksDB reads, safe from any
 // thread but not meant for an event-loop thread.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -62,6 +63,9 @@ struct SpoolStats {
   uint64_t reclaims = 0;          // reclaimer passes that completed
   uint64_t reclaim_failures = 0;  // reclaimer passes that failed
   uint64_t reclaimed_bytes = 0;   // disk usage given back by those passes
+  // Messages per queue, in kAllQueues order: counted once at open() and
+  // recover(), then kept by the writer as it commits, moves and removes.
+  std::array<uint64_t, kAllQueues.size()> queued{};
 };
 
 // One record of the finished-message log.

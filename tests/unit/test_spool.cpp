@@ -115,6 +115,12 @@ std::string random_bytes(size_t n, uint64_t seed) {
   return s;
 }
 
+// The spool's count of messages in queue `q`.
+uint64_t queued(const Spool& spool, QueueName q) {
+  const auto at = std::find(kAllQueues.begin(), kAllQueues.end(), q);
+  return spool.stats().queued[static_cast<size_t>(at - kAllQueues.begin())];
+}
+
 bool contains_id(const std::vector<Envelope>& envs, const std::string& id) {
   return std::any_of(envs.begin(), envs.end(), [&](const Envelope& e) { return e.id == id; });
 }
@@ -444,6 +450,9 @@ TEST(SpoolTest, RecoverAfterCrash) {
     auto requeued = spool->recover();
     ASSERT_TRUE(requeued.ok()) << requeued.error();
     EXPECT_EQ(requeued.value(), 1u);
+    EXPECT_EQ(queued(*spool, QueueName::incoming), 2u);
+    EXPECT_EQ(queued(*spool, QueueName::active), 0u);
+    EXPECT_EQ(queued(*spool, QueueName::retry1), 1u);
 
     std::optional<Envelope> b = spool->get(kActiveId);
     ASSERT_TRUE(b);
@@ -660,9 +669,55 @@ TEST(SpoolTest, RequestsOnOneMessageComposeWithinABatch) {
 
   EXPECT_EQ(spool->due(QueueName::retry1, 42, 10).size(), 1u);
   EXPECT_TRUE(spool->due(QueueName::incoming, std::numeric_limits<int64_t>::max(), 10).empty());
+  EXPECT_EQ(queued(*spool, QueueName::retry1), 1u);
+  EXPECT_EQ(queued(*spool, QueueName::incoming), 0u);
+  EXPECT_EQ(queued(*spool, QueueName::hold), 0u);
   EXPECT_FALSE(spool->get(removed.id));
   ASSERT_EQ(spool->finished().size(), 1u);
   EXPECT_EQ(spool->finished()[0].envelope, removed);
+}
+
+TEST(SpoolTest, QueueCountsFollowEveryChangeAndSurviveReopen) {
+  TempDir dir;
+  Envelope a = make_envelope(new_queue_id(), 1, 1);
+  Envelope b = make_envelope(new_queue_id(), 1, 1);
+  Envelope c = make_envelope(new_queue_id(), 1, 1, QueueName::hold);
+  {
+    auto spool = open_spool(dir.path());
+    ASSERT_TRUE(spool);
+    for (QueueName q : kAllQueues) EXPECT_EQ(queued(*spool, q), 0u) << to_string(q);
+    ASSERT_TRUE(commit_one(*spool, a, "a"));
+    ASSERT_TRUE(commit_one(*spool, b, "b"));
+    ASSERT_TRUE(commit_one(*spool, c, "c"));
+    EXPECT_EQ(queued(*spool, QueueName::incoming), 2u);
+    EXPECT_EQ(queued(*spool, QueueName::hold), 1u);
+
+    ASSERT_TRUE(wait([&](Spool::Done d) { spool->claim(a.id, std::move(d)); }));
+    EXPECT_EQ(queued(*spool, QueueName::incoming), 1u);
+    EXPECT_EQ(queued(*spool, QueueName::active), 1u);
+    Envelope retried = a;
+    retried.queue = QueueName::retry2;
+    retried.attempts = 1;
+    ASSERT_TRUE(wait([&](Spool::Done d) { spool->update(retried, std::move(d)); }));
+    EXPECT_EQ(queued(*spool, QueueName::active), 0u);
+    EXPECT_EQ(queued(*spool, QueueName::retry2), 1u);
+    ASSERT_TRUE(spool->move_sync(b.id, QueueName::retry1, 5));
+    ASSERT_TRUE(spool->remove_sync(c.id, "deleted"));
+    // Refused requests change nothing.
+    EXPECT_FALSE(spool->remove_sync(c.id, "deleted"));
+    EXPECT_FALSE(commit_one(*spool, b, "b"));
+    EXPECT_EQ(queued(*spool, QueueName::incoming), 0u);
+    EXPECT_EQ(queued(*spool, QueueName::retry1), 1u);
+    EXPECT_EQ(queued(*spool, QueueName::retry2), 1u);
+    EXPECT_EQ(queued(*spool, QueueName::hold), 0u);
+  }
+  auto spool = open_spool(dir.path());
+  ASSERT_TRUE(spool);
+  EXPECT_EQ(queued(*spool, QueueName::retry1), 1u);
+  EXPECT_EQ(queued(*spool, QueueName::retry2), 1u);
+  uint64_t total = 0;
+  for (QueueName q : kAllQueues) total += queued(*spool, q);
+  EXPECT_EQ(total, 2u);
 }
 
 TEST(SpoolTest, DestructorDrainsPendingRequests) {
