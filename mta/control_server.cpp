@@ -259,7 +259,7 @@ std::string ControlServer::stats_report(bool json) {
       {"commits", s.commits},       {"batches", s.batches},
       {"wal_syncs", s.wal_syncs},   {"chunk_writes", s.chunk_writes},
       {"reclaims", s.reclaims},     {"reclaim_failures", s.reclaim_failures},
-      {"reclaimed_bytes", s.reclaimed_bytes}};
+      {"reclaimed_bytes", s.reclaimed_bytes}, {"finished_log_bytes", s.finished_log_bytes}};
   for (auto& counter : stats_()) counters.push_back(std::move(counter));
   const std::vector<ThreadCpu> threads = thread_cpu_by_name();
   std::string out;

@@ -45,7 +45,11 @@ namespace rdb = rocksdb;
 //   envelopes  id                                      -> encode(Envelope)
 //   schedule   queue (1 byte) + due_us (8 bytes) + id  -> empty
 //   finished   finished_us (8 bytes) + id              -> reason length (4 bytes BE)
-//                                                         + reason + encode(Envelope)
+//                                                         + reason + encode(summary)
+//
+// A finished record holds finished_summary() of the envelope, without the id
+// that its key holds (records written before summaries hold the whole
+// envelope; both decode).
 //
 // Times in keys are int64 microseconds stored big-endian with the sign bit
 // flipped, so byte order is numeric order for every value, negative ones too.
@@ -67,7 +71,8 @@ constexpr size_t kMaxBatchBytes = 32 << 20;
 constexpr size_t kSmallRequestBytes = 256;
 
 // The finished log is also trimmed while running, not only at recover(), so a
-// daemon that runs for months does not grow it without bound.
+// daemon that runs for months does not grow it without bound: this often, or
+// once per retention when that is shorter.
 constexpr int64_t kFinishedPurgeIntervalUs = 60'000'000;
 
 // Memtable sizes: message bodies, and every other (small) family.
@@ -146,11 +151,37 @@ std::string finished_key(int64_t finished_us, std::string_view id) {
   return key;
 }
 
+// What the finished log keeps of a message: who sent it to whom, when and
+// from where, and how each recipient ended; the rest of the envelope
+// (reception details, DSN parameters, each attempt's diagnostics) is in the
+// event log (docs/operations.md, "Finished messages").
+Envelope finished_summary(const Envelope& env) {
+  Envelope summary;  // no id: the record's key has it
+  summary.sender = env.sender;
+  summary.arrival_us = env.arrival_us;
+  summary.client_ip = env.client_ip;
+  summary.message_id = env.message_id;
+  summary.body_size = env.body_size;
+  summary.queue = env.queue;
+  summary.attempts = env.attempts;
+  summary.origin = env.origin;
+  summary.recipients.reserve(env.recipients.size());
+  for (const Recipient& r : env.recipients) {
+    Recipient& kept = summary.recipients.emplace_back();
+    kept.address = r.address;
+    kept.state = r.state;
+    kept.status = r.status;
+    // Why it bounced; a delivered recipient's reply says nothing new.
+    if (r.state == RecipientState::failed) kept.diagnostic = r.diagnostic;
+  }
+  return summary;
+}
+
 std::string finished_value(std::string_view reason, const Envelope& env) {
   std::string value;
   append_big_endian(value, reason.size(), kReasonLengthBytes);
   value.append(reason);
-  value.append(encode(env));
+  value.append(encode(finished_summary(env)));
   return value;
 }
 
@@ -164,7 +195,8 @@ std::optional<FinishedRecord> parse_finished(std::string_view key, std::string_v
   record.finished_us = read_time(key.substr(0, kTimeBytes));
   record.id = std::string(key.substr(kTimeBytes));
   record.reason = std::string(value.substr(kReasonLengthBytes, reason_length));
-  record.envelope = std::move(*env);
+  record.summary = std::move(*env);
+  if (record.summary.id.empty()) record.summary.id = record.id;
   return record;
 }
 
@@ -394,7 +426,8 @@ void finish(Spool::Done& done, Status status) {
 // compose as if written one after the other.
 class BatchBuilder {
  public:
-  explicit BatchBuilder(const Families& fam) : fam_(fam) {}
+  // `keep_finished`: removals add a finished record.
+  BatchBuilder(const Families& fam, bool keep_finished) : fam_(fam), keep_finished_(keep_finished) {}
 
   rdb::WriteBatch& batch() { return batch_; }
   // How the batch changes the number of messages in each queue.
@@ -483,7 +516,9 @@ class BatchBuilder {
       if (Status s = erase(kBodies, chunk_key(op.id, i)); !s) return s;
     }
     if (Status s = erase(kSchedule, schedule_key(env)); !s) return s;
-    if (Status s = put(kFinished, finished_key(now_us(), op.id), finished_value(op.reason, env)); !s) return s;
+    if (keep_finished_) {
+      if (Status s = put(kFinished, finished_key(now_us(), op.id), finished_value(op.reason, env)); !s) return s;
+    }
     if (Status s = erase(kEnvelopes, op.id); !s) return s;
     count_in(queue_changes_, env.queue, -1);
     overlay_[op.id] = std::nullopt;
@@ -529,6 +564,7 @@ class BatchBuilder {
   }
 
   const Families& fam_;
+  const bool keep_finished_;
   rdb::WriteBatch batch_;
   QueueCounts queue_changes_{};
   std::unordered_map<std::string, std::optional<Envelope>> overlay_;
@@ -751,7 +787,7 @@ struct Spool::Impl {
 
   void run_writer() {
     writer_id.store(std::this_thread::get_id());
-    next_finished_purge_us = now_us() + kFinishedPurgeIntervalUs;
+    next_finished_purge_us = now_us() + finished_purge_interval_us();
     std::vector<Request> batch;
     for (;;) {
       batch.clear();
@@ -789,7 +825,7 @@ struct Spool::Impl {
       for (Request& request : batch) finish(request.done, refused);
       return;
     }
-    BatchBuilder builder(families);
+    BatchBuilder builder(families, options.finished_retention_us > 0);
     std::vector<Status> results;
     results.reserve(batch.size());
     bool sync = false;
@@ -848,10 +884,15 @@ struct Spool::Impl {
   void purge_finished_if_due() {
     int64_t now = now_us();
     if (now < next_finished_purge_us) return;
-    next_finished_purge_us = now + kFinishedPurgeIntervalUs;
+    next_finished_purge_us = now + finished_purge_interval_us();
     rdb::WriteBatch purge;
     if (!add_finished_purge(purge, now) || purge.Count() == 0) return;
     db->Write(rdb::WriteOptions(), &purge);
+  }
+
+  int64_t finished_purge_interval_us() const {
+    const int64_t retention = options.finished_retention_us;
+    return retention > 0 ? std::min(retention, kFinishedPurgeIntervalUs) : kFinishedPurgeIntervalUs;
   }
 
   // Adds a range deletion of the expired finished records when there are any:
@@ -1213,6 +1254,11 @@ SpoolStats Spool::stats() const {
   for (size_t i = 0; i < kAllQueues.size(); ++i) {
     int64_t n = impl_->queued[static_cast<size_t>(kAllQueues[i])].load(std::memory_order_relaxed);
     s.queued[i] = static_cast<uint64_t>(std::max<int64_t>(n, 0));
+  }
+  std::shared_lock lock(impl_->db_mutex);
+  if (impl_->db) {
+    impl_->db->GetIntProperty(impl_->families[kFinished], rdb::DB::Properties::kTotalSstFilesSize,
+                              &s.finished_log_bytes);
   }
   return s;
 }
