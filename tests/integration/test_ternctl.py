@@ -254,6 +254,7 @@ def test_stats_queues_and_threads(ternd_factory, dns_factory, sink_factory):
     wait_until(lambda: _queued(t) == ({q: 0 for q in QUEUES},) * 2, 10, what="every queue empty")
     text = _stats_text(t)
     assert text["active_messages"] == 0, text
+    assert text["finished_log_bytes"] == 0, text  # queue.finished_retention defaults to none
 
     # Threads, by name, in both formats.
     threads = {e["name"]: e for e in _stats_json(t)["threads"]}
