@@ -5,6 +5,9 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
 #include <thread>
 
 #include "queue/thread_name.h"
@@ -12,35 +15,39 @@
 namespace tern {
 namespace {
 
-TEST(ThreadCpuTest, ParsesATaskStatLine) {
+struct TaskStat {
   std::string name;
-  uint64_t user = 0;
-  uint64_t sys = 0;
-  ASSERT_TRUE(parse_task_stat("4242 (tern-worker-0) S 1 4242 4242 0 -1 4194368 1195 0 0 0 731 52 0 0 20 0 9 0",
-                              name, user, sys));
-  EXPECT_EQ(name, "tern-worker-0");
-  EXPECT_EQ(user, 731u);
-  EXPECT_EQ(sys, 52u);
+  uint64_t user_ticks = 0;
+  uint64_t sys_ticks = 0;
+};
+
+std::optional<TaskStat> parse(std::string_view line) {
+  TaskStat stat;
+  if (!parse_task_stat(line, stat.name, stat.user_ticks, stat.sys_ticks)) return std::nullopt;
+  return stat;
+}
+
+TEST(ThreadCpuTest, ParsesATaskStatLine) {
+  auto stat = parse("4242 (tern-worker-0) S 1 4242 4242 0 -1 4194368 1195 0 0 0 731 52 0 0 20 0 9 0");
+  ASSERT_TRUE(stat);
+  EXPECT_EQ(stat->name, "tern-worker-0");
+  EXPECT_EQ(stat->user_ticks, 731u);
+  EXPECT_EQ(stat->sys_ticks, 52u);
 }
 
 TEST(ThreadCpuTest, NameEndsAtTheLastParenthesisAndLosesItsBlanks) {
-  std::string name;
-  uint64_t user = 0;
-  uint64_t sys = 0;
-  ASSERT_TRUE(parse_task_stat("7 (a) b (c) R 1 7 7 0 -1 0 0 0 0 0 5 6 0 0", name, user, sys));
-  EXPECT_EQ(name, "a)_b_(c");
-  EXPECT_EQ(user, 5u);
-  EXPECT_EQ(sys, 6u);
+  auto stat = parse("7 (a) b (c) R 1 7 7 0 -1 0 0 0 0 0 5 6 0 0");
+  ASSERT_TRUE(stat);
+  EXPECT_EQ(stat->name, "a)_b_(c");
+  EXPECT_EQ(stat->user_ticks, 5u);
+  EXPECT_EQ(stat->sys_ticks, 6u);
 }
 
 TEST(ThreadCpuTest, RefusesTruncatedLines) {
-  std::string name;
-  uint64_t user = 0;
-  uint64_t sys = 0;
-  EXPECT_FALSE(parse_task_stat("", name, user, sys));
-  EXPECT_FALSE(parse_task_stat("7 (x R 1 7 7 0 -1 0 0 0 0 0 5 6", name, user, sys));
-  EXPECT_FALSE(parse_task_stat("7 (x) R 1 7 7 0 -1 0 0 0 0 0 5", name, user, sys));
-  EXPECT_FALSE(parse_task_stat("7 (x) R 1 7 7 0 -1 0 0 0 0 0 5 six", name, user, sys));
+  EXPECT_FALSE(parse(""));
+  EXPECT_FALSE(parse("7 (x R 1 7 7 0 -1 0 0 0 0 0 5 6"));
+  EXPECT_FALSE(parse("7 (x) R 1 7 7 0 -1 0 0 0 0 0 5"));
+  EXPECT_FALSE(parse("7 (x) R 1 7 7 0 -1 0 0 0 0 0 5 six"));
 }
 
 TEST(ThreadCpuTest, GroupsThisProcesssThreadsByName) {
