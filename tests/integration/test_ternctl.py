@@ -338,3 +338,18 @@ def test_permission_denied_is_not_reported_as_not_running(ternd):
     assert "not running" not in r.stderr
     # root still gets through
     assert ternd.ternctl("queue").returncode == 0
+
+
+def test_stats_finished_log_with_a_retention(ternd_factory):
+    """queue.finished_retention above 0: removed messages leave a summary in
+    the spool, whose size stats shows once it is on disk (the reclaimer
+    flushes after deletions)."""
+    t = ternd_factory({"queue": {"finished_retention": "1h"}})
+    qids = [send_simple(t) for _ in range(20)]
+    assert _stats_text(t)["queue.incoming"] == 20
+    assert t.ternctl("delete", *qids).returncode == 0
+    stats = wait_until(lambda: (s := _stats_text(t))["finished_log_bytes"] > 0 and s, 15,
+                       what="the finished log on disk")
+    assert stats["queue.incoming"] == 0, stats
+    assert _stats_json(t)["finished_log_bytes"] > 0
+
