@@ -11,7 +11,10 @@ For each backlog size N it starts a fresh ternd relaying to a tern-sink and:
      mail that arrives during a drain;
 and samples all along ternd's RSS and the spool's size on disk, and reads
 ternd's CPU per thread kind (threads grouped by name, trailing number
-dropped) for the queueing and the drain.
+dropped) for the queueing and the drain. At the end, the finished log's
+size on disk (ternctl stats finished_log_bytes) per message delivered is
+what each finished message leaves in the spool (its summary, with
+--finished-retention; nothing without).
 
 Loopback only; every phase is bounded in messages and seconds (a backlog
 that does not fill or drain in time is reported as partial). The work
@@ -101,7 +104,7 @@ def measure(args, tools, workdir, count):
     try:
         fresh_sink = Sink(tools, workdir, f"{name}-fresh")
         tern = Tern(tools, workdir, name, args.connections, sink.port, relay_domains=(BACKLOG_DOMAIN, FRESH_DOMAIN),
-                    extra_config=f"""
+                    finished_retention=args.finished_retention, extra_config=f"""
 [[routing.transport]]
 domain = "{FRESH_DOMAIN}"
 next_hop = "[127.0.0.1]:{fresh_sink.port}"
@@ -185,7 +188,11 @@ next_hop = "[127.0.0.1]:{fresh_sink.port}"
         while time.monotonic() < settle_end:
             time.sleep(args.interval)
             rec.sample("settle")
+        finished = row["delivered"] + row["fresh_delivered"]
+        finished_log_bytes = int(tern.stats().get("finished_log_bytes", 0))
         row.update(rss_end_kib=rec.samples[-1]["rss_kib"], spool_end_bytes=rec.samples[-1]["spool_bytes"],
+                   finished_log_bytes=finished_log_bytes,
+                   finished_log_bytes_per_message=finished_log_bytes / finished if finished else None,
                    rss_max_kib=rec.max_rss_kib(), samples=rec.samples)
         return row
     finally:
@@ -204,7 +211,8 @@ def kib_to_mib(kib):
 
 def print_tables(rows):
     head = ["backlog", "accepted", "acc msg/s", "release s", "delivered", "drain s", "drain msg/s", "RSS MiB full",
-            "max", "end", "spool MiB full", "drained", "end", "fresh e2e p99 ms", "max", "us/msg fill", "drain"]
+            "max", "end", "spool MiB full", "drained", "end", "finished B/msg", "fresh e2e p99 ms", "max", "us/msg fill",
+            "drain"]
     table = [head]
     for r in rows:
         if "error" in r:
@@ -213,7 +221,8 @@ def print_tables(rows):
                       str(r["delivered"]) + ("" if r["drained"] else " (bounded)"), fmt(r["drain_s"], "{:.1f}"),
                       fmt(r["drain_per_s"]), fmt(kib_to_mib(r["rss_full_kib"])),
                       fmt(kib_to_mib(r["rss_max_kib"])), fmt(kib_to_mib(r["rss_end_kib"])), fmt(r["spool_full_bytes"] / MIB), fmt(r["spool_drained_bytes"] / MIB),
-                      fmt(r["spool_end_bytes"] / MIB), fmt(r["fresh_e2e_p99_ms"], "{:.1f}"),
+                      fmt(r["spool_end_bytes"] / MIB), fmt(r["finished_log_bytes_per_message"], "{:.1f}"),
+                      fmt(r["fresh_e2e_p99_ms"], "{:.1f}"),
                       fmt(r["fresh_e2e_max_ms"], "{:.1f}"), fmt(r["fill_cpu_us"].get("all")),
                       fmt(r["drain_cpu_us"].get("all"))])
     print_aligned(table, 1)
@@ -250,6 +259,8 @@ def main():
     ap.add_argument("--settle-seconds", type=int, default=10,
                     help="how long to keep sampling after the drain, while space is reclaimed (10)")
     ap.add_argument("--interval", type=float, default=0.5, help="seconds between samples (0.5)")
+    ap.add_argument("--finished-retention",
+                    help='queue.finished_retention for ternd, e.g. "7d" (default: ternd\'s, no finished log)')
     add_common_options(ap)
     args = ap.parse_args()
     args.size = parse_size(args.size)

@@ -236,10 +236,12 @@ class Tern:
     """A ternd on a fresh spool under workdir/name, relaying everything to the
     sink on sink_port (routing.forward_host, as Postfix's relayhost).
     It relays for `relay_domains`; `extra_config` is TOML appended to the
-    generated configuration."""
+    generated configuration; `finished_retention` (a duration) sets
+    queue.finished_retention, ternd's default when None."""
     delivers = True
 
-    def __init__(self, tools, workdir, name, connections, sink_port, relay_domains=("sink.test",), extra_config=""):
+    def __init__(self, tools, workdir, name, connections, sink_port, relay_domains=("sink.test",), extra_config="",
+                 finished_retention=None):
         self.tools = tools
         self.dir = os.path.join(workdir, name)
         d = self.dir
@@ -263,6 +265,7 @@ relay_domains = {json.dumps(list(relay_domains))}
 [queue]
 directory = "{self.spool}"
 min_free_space = "1MB"
+{f'finished_retention = "{finished_retention}"' if finished_retention else ""}
 
 [control]
 socket = "{self.socket}"

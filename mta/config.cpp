@@ -291,8 +291,9 @@ directory = "./var/spool"
 min_free_space = "200M"
 # How often free disk space is measured while no mail arrives.
 space_check_interval = "5s"
-# How long the log of finished messages is kept.
-finished_retention = "7d"
+# How long the spool keeps a summary of each finished message; "0s": none
+# (the event log is the record, as with Postfix).
+finished_retention = "0s"
 
 [log]
 # "kv" (key=value) or "json".

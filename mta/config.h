@@ -170,7 +170,7 @@ struct Config {
     std::string directory = "./var/spool";
     uint64_t min_free_space = 209'715'200;    // bytes; below it new transactions get 452 4.3.1
     int64_t space_check_interval_ms = 5'000;
-    int64_t finished_retention_ms = 7LL * 24 * 3600 * 1000;
+    int64_t finished_retention_ms = 0;  // 0: no finished log in the spool; the event log is the record
   } queue;
 
   struct Log {

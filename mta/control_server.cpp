@@ -15,6 +15,7 @@
 #include "mta/config.h"
 #include "mta/io/accept_backoff.h"
 #include "mta/log.h"
+#include "mta/thread_cpu.h"
 #include "queue/thread_name.h"
 
 namespace tern {
@@ -205,19 +206,7 @@ std::string ControlServer::handle(const std::string& request_line) {
            " failed, delivery status notification queued\n";
   }
   if (cmd == "popauth") return popauth(args);
-  if (cmd == "stats") {
-    auto s = spool_.stats();
-    std::string out = "ok\n";
-    out += "commits " + std::to_string(s.commits) + "\n";
-    out += "batches " + std::to_string(s.batches) + "\n";
-    out += "wal_syncs " + std::to_string(s.wal_syncs) + "\n";
-    out += "chunk_writes " + std::to_string(s.chunk_writes) + "\n";
-    out += "reclaims " + std::to_string(s.reclaims) + "\n";
-    out += "reclaim_failures " + std::to_string(s.reclaim_failures) + "\n";
-    out += "reclaimed_bytes " + std::to_string(s.reclaimed_bytes) + "\n";
-    for (auto& [k, v] : stats_()) out += k + " " + std::to_string(v) + "\n";
-    return out;
-  }
+  if (cmd == "stats") return "ok\n" + stats_report(has_flag("--json"));
   return "error unknown command: " + cmd + "\n";
 }
 
@@ -259,6 +248,49 @@ std::string ControlServer::popauth(const std::vector<std::string>& args) {
     return "ok\n" + args[1] + " removed\n";
   }
   return usage;
+}
+
+// Counters as "key value" lines (scripts split each line in two) or as one
+// JSON object: spool counters and the StatsSource's at the top level, then
+// messages per queue and CPU time per thread name.
+std::string ControlServer::stats_report(bool json) {
+  const queue::SpoolStats s = spool_.stats();
+  std::vector<std::pair<std::string, uint64_t>> counters{
+      {"commits", s.commits},       {"batches", s.batches},
+      {"wal_syncs", s.wal_syncs},   {"chunk_writes", s.chunk_writes},
+      {"reclaims", s.reclaims},     {"reclaim_failures", s.reclaim_failures},
+      {"reclaimed_bytes", s.reclaimed_bytes}, {"finished_log_bytes", s.finished_log_bytes}};
+  for (auto& counter : stats_()) counters.push_back(std::move(counter));
+  const std::vector<ThreadCpu> threads = thread_cpu_by_name();
+  std::string out;
+  if (!json) {
+    for (const auto& [key, value] : counters) out += key + " " + std::to_string(value) + "\n";
+    for (size_t i = 0; i < queue::kAllQueues.size(); ++i)
+      out += "queue." + std::string(queue::to_string(queue::kAllQueues[i])) + " " + std::to_string(s.queued[i]) + "\n";
+    for (const ThreadCpu& t : threads) {
+      const std::string prefix = "thread." + t.name + ".";
+      out += prefix + "threads " + std::to_string(t.threads) + "\n";
+      out += prefix + "user_ms " + std::to_string(t.user_ms) + "\n";
+      out += prefix + "sys_ms " + std::to_string(t.sys_ms) + "\n";
+    }
+    return out;
+  }
+  out = "{";
+  for (const auto& [key, value] : counters) out += log::json_quote(key) + ":" + std::to_string(value) + ",";
+  out += "\"queues\":{";
+  for (size_t i = 0; i < queue::kAllQueues.size(); ++i) {
+    if (i) out += ",";
+    out += log::json_quote(queue::to_string(queue::kAllQueues[i])) + ":" + std::to_string(s.queued[i]);
+  }
+  out += "},\"threads\":[";
+  for (size_t i = 0; i < threads.size(); ++i) {
+    const ThreadCpu& t = threads[i];
+    if (i) out += ",";
+    out += "{\"name\":" + log::json_quote(t.name) + ",\"threads\":" + std::to_string(t.threads) +
+           ",\"user_ms\":" + std::to_string(t.user_ms) + ",\"sys_ms\":" + std::to_string(t.sys_ms) + "}";
+  }
+  out += "]}\n";
+  return out;
 }
 
 std::string ControlServer::queue_listing(bool json) {

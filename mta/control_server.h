@@ -47,6 +47,7 @@ class ControlServer {
 
  private:
   void serve();
+  std::string stats_report(bool json);
   std::string queue_listing(bool json);
   std::string show(const std::string& id, bool body);
   std::string move_all(const std::vector<std::string>& ids, const std::string& verb);

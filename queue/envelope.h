@@ -1,6 +1,7 @@
 // The envelope of a queued message: everything but the body.
 // Pure data plus a versioned binary encoding; no I/O.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -19,6 +20,10 @@ enum class QueueName : uint8_t {
   busy = 6,      // parked while the spool is short of space
   quarantine = 7,
 };
+// Every queue, in the order of their numbers.
+inline constexpr std::array<QueueName, 7> kAllQueues{QueueName::incoming, QueueName::active, QueueName::retry1,
+                                                     QueueName::retry2,   QueueName::hold,   QueueName::busy,
+                                                     QueueName::quarantine};
 std::string_view to_string(QueueName q);
 std::optional<QueueName> parse_queue_name(std::string_view s);
 

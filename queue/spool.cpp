@@ -45,7 +45,11 @@ namespace rdb = rocksdb;
 //   envelopes  id                                      -> encode(Envelope)
 //   schedule   queue (1 byte) + due_us (8 bytes) + id  -> empty
 //   finished   finished_us (8 bytes) + id              -> reason length (4 bytes BE)
-//                                                         + reason + encode(Envelope)
+//                                                         + reason + encode(summary)
+//
+// A finished record holds finished_summary() of the envelope, without the id
+// that its key holds (records written before summaries hold the whole
+// envelope; both decode).
 //
 // Times in keys are int64 microseconds stored big-endian with the sign bit
 // flipped, so byte order is numeric order for every value, negative ones too.
@@ -67,7 +71,8 @@ constexpr size_t kMaxBatchBytes = 32 << 20;
 constexpr size_t kSmallRequestBytes = 256;
 
 // The finished log is also trimmed while running, not only at recover(), so a
-// daemon that runs for months does not grow it without bound.
+// daemon that runs for months does not grow it without bound: this often, or
+// once per retention when that is shorter.
 constexpr int64_t kFinishedPurgeIntervalUs = 60'000'000;
 
 // Memtable sizes: message bodies, and every other (small) family.
@@ -146,11 +151,37 @@ std::string finished_key(int64_t finished_us, std::string_view id) {
   return key;
 }
 
+// What the finished log keeps of a message: who sent it to whom, when and
+// from where, and how each recipient ended; the rest of the envelope
+// (reception details, DSN parameters, each attempt's diagnostics) is in the
+// event log (docs/operations.md, "Finished messages").
+Envelope finished_summary(const Envelope& env) {
+  Envelope summary;  // no id: the record's key has it
+  summary.sender = env.sender;
+  summary.arrival_us = env.arrival_us;
+  summary.client_ip = env.client_ip;
+  summary.message_id = env.message_id;
+  summary.body_size = env.body_size;
+  summary.queue = env.queue;
+  summary.attempts = env.attempts;
+  summary.origin = env.origin;
+  summary.recipients.reserve(env.recipients.size());
+  for (const Recipient& r : env.recipients) {
+    Recipient& kept = summary.recipients.emplace_back();
+    kept.address = r.address;
+    kept.state = r.state;
+    kept.status = r.status;
+    // Why it bounced; a delivered recipient's reply says nothing new.
+    if (r.state == RecipientState::failed) kept.diagnostic = r.diagnostic;
+  }
+  return summary;
+}
+
 std::string finished_value(std::string_view reason, const Envelope& env) {
   std::string value;
   append_big_endian(value, reason.size(), kReasonLengthBytes);
   value.append(reason);
-  value.append(encode(env));
+  value.append(encode(finished_summary(env)));
   return value;
 }
 
@@ -164,8 +195,18 @@ std::optional<FinishedRecord> parse_finished(std::string_view key, std::string_v
   record.finished_us = read_time(key.substr(0, kTimeBytes));
   record.id = std::string(key.substr(kTimeBytes));
   record.reason = std::string(value.substr(kReasonLengthBytes, reason_length));
-  record.envelope = std::move(*env);
+  record.summary = std::move(*env);
+  if (record.summary.id.empty()) record.summary.id = record.id;
   return record;
+}
+
+// Messages per queue, indexed by the queue's number (slot 0 unused). A number
+// no queue has (a damaged envelope) is not counted.
+constexpr size_t kQueueSlots = 8;
+using QueueCounts = std::array<int64_t, kQueueSlots>;
+
+void count_in(QueueCounts& counts, QueueName q, int64_t n) {
+  if (auto slot = static_cast<size_t>(q); slot < kQueueSlots) counts[slot] += n;
 }
 
 std::string_view view(const rdb::Slice& s) {
@@ -385,15 +426,20 @@ void finish(Spool::Done& done, Status status) {
 // compose as if written one after the other.
 class BatchBuilder {
  public:
-  explicit BatchBuilder(const Families& fam) : fam_(fam) {}
+  // `keep_finished`: removals add a finished record.
+  BatchBuilder(const Families& fam, bool keep_finished) : fam_(fam), keep_finished_(keep_finished) {}
 
   rdb::WriteBatch& batch() { return batch_; }
+  // How the batch changes the number of messages in each queue.
+  const QueueCounts& queue_changes() const { return queue_changes_; }
 
   Status add(Operation& op) {
     batch_.SetSavePoint();
+    const QueueCounts changes_before = queue_changes_;
     Status s = std::visit([this](auto& typed) { return apply(typed); }, op);
     // The overlay is updated only by a request's last write, so rolling back
-    // the batch is enough to forget a failed request.
+    // the batch (and the queue counts) is enough to forget a failed request.
+    if (!s.ok()) queue_changes_ = changes_before;
     rdb::Status undone = s.ok() ? batch_.PopSavePoint() : batch_.RollbackToSavePoint();
     if (!undone.ok()) return rocksdb_error("building write batch", undone);
     return s;
@@ -424,6 +470,7 @@ class BatchBuilder {
       if (Status s = put(kBodies, chunk_key(env.id, env.body_chunks - 1), *op.last_chunk); !s) return s;
     }
     if (Status s = put(kSchedule, schedule_key(env), {}); !s) return s;
+    count_in(queue_changes_, env.queue, 1);
     return store_envelope(env);
   }
 
@@ -469,8 +516,11 @@ class BatchBuilder {
       if (Status s = erase(kBodies, chunk_key(op.id, i)); !s) return s;
     }
     if (Status s = erase(kSchedule, schedule_key(env)); !s) return s;
-    if (Status s = put(kFinished, finished_key(now_us(), op.id), finished_value(op.reason, env)); !s) return s;
+    if (keep_finished_) {
+      if (Status s = put(kFinished, finished_key(now_us(), op.id), finished_value(op.reason, env)); !s) return s;
+    }
     if (Status s = erase(kEnvelopes, op.id); !s) return s;
+    count_in(queue_changes_, env.queue, -1);
     overlay_[op.id] = std::nullopt;
     return {};
   }
@@ -490,6 +540,8 @@ class BatchBuilder {
       if (Status s = erase(kSchedule, old_key); !s) return s;
       if (Status s = put(kSchedule, new_key, {}); !s) return s;
     }
+    count_in(queue_changes_, old_env.queue, -1);
+    count_in(queue_changes_, new_env.queue, 1);
     return store_envelope(new_env);
   }
 
@@ -512,7 +564,9 @@ class BatchBuilder {
   }
 
   const Families& fam_;
+  const bool keep_finished_;
   rdb::WriteBatch batch_;
+  QueueCounts queue_changes_{};
   std::unordered_map<std::string, std::optional<Envelope>> overlay_;
 };
 
@@ -545,6 +599,9 @@ struct Spool::Impl {
   std::atomic<uint64_t> reclaims{0};
   std::atomic<uint64_t> reclaim_failures{0};
   std::atomic<uint64_t> reclaimed_bytes{0};
+  // Messages per queue (QueueCounts slots): set by count_queues(), changed by
+  // the writer after each batch it writes; read by stats().
+  std::array<std::atomic<int64_t>, kQueueSlots> queued{};
 
   // Started before the writer, which tells it what it wrote, and stopped
   // after it, before the database closes.
@@ -575,7 +632,13 @@ struct Spool::Impl {
     });
     std::vector<rdb::ColumnFamilyHandle*> raw_handles;
     rdb::DB* raw_db = nullptr;
-    rdb::Status s = rdb::DB::Open(db_opts, options.directory, family_descriptors(), &raw_handles, &raw_db);
+    // RocksDB runs its periodic tasks (flushing its info log every 10 s,
+    // stats dumps) on one timer thread for the whole process, started by the
+    // first DB::Open and left unnamed: opened from a thread of that name, it
+    // is told apart from ours in top -H and `ternctl stats`.
+    rdb::Status s = run_on_named_thread("rocksdb:timer", [&] {
+      return rdb::DB::Open(db_opts, options.directory, family_descriptors(), &raw_handles, &raw_db);
+    });
     if (!s.ok()) return rocksdb_error("opening spool " + options.directory, s);
     db.reset(raw_db);
     families.db = raw_db;
@@ -585,14 +648,16 @@ struct Spool::Impl {
 
   // Closes and opens the database while no reader uses it: RocksDB replays
   // its WAL as after a crash, which loses only what was never synced (no
-  // acknowledged message, at most an unsynced claim or chunk).
+  // acknowledged message, at most an unsynced claim or chunk; the queue
+  // counts are taken again, as a lost claim changes them).
   Status reopen_db() {
     std::unique_lock lock(db_mutex);
     families.handles.clear();
     if (db) db->Close().PermitUncheckedError();
     db.reset();
     families.db = nullptr;
-    return open_db();
+    if (Status opened = open_db(); !opened) return opened;
+    return count_queues();
   }
 
   void report(SpoolEvent::Kind kind, std::string error, uint64_t requests = 0) {
@@ -728,7 +793,7 @@ struct Spool::Impl {
 
   void run_writer() {
     writer_id.store(std::this_thread::get_id());
-    next_finished_purge_us = now_us() + kFinishedPurgeIntervalUs;
+    next_finished_purge_us = now_us() + finished_purge_interval_us();
     std::vector<Request> batch;
     for (;;) {
       batch.clear();
@@ -766,7 +831,7 @@ struct Spool::Impl {
       for (Request& request : batch) finish(request.done, refused);
       return;
     }
-    BatchBuilder builder(families);
+    BatchBuilder builder(families, options.finished_retention_us > 0);
     std::vector<Status> results;
     results.reserve(batch.size());
     bool sync = false;
@@ -803,6 +868,9 @@ struct Spool::Impl {
         }
       } else {
         reclaimer->wrote(deletes_bodies(batch, results));
+        for (size_t slot = 0; slot < kQueueSlots; ++slot) {
+          if (int64_t change = builder.queue_changes()[slot]) queued[slot].fetch_add(change, std::memory_order_relaxed);
+        }
       }
     }
     for (size_t i = 0; i < batch.size(); ++i) {
@@ -822,10 +890,15 @@ struct Spool::Impl {
   void purge_finished_if_due() {
     int64_t now = now_us();
     if (now < next_finished_purge_us) return;
-    next_finished_purge_us = now + kFinishedPurgeIntervalUs;
+    next_finished_purge_us = now + finished_purge_interval_us();
     rdb::WriteBatch purge;
     if (!add_finished_purge(purge, now) || purge.Count() == 0) return;
     db->Write(rdb::WriteOptions(), &purge);
+  }
+
+  int64_t finished_purge_interval_us() const {
+    const int64_t retention = options.finished_retention_us;
+    return retention > 0 ? std::min(retention, kFinishedPurgeIntervalUs) : kFinishedPurgeIntervalUs;
   }
 
   // Adds a range deletion of the expired finished records when there are any:
@@ -837,6 +910,21 @@ struct Spool::Impl {
     if (!it->Valid()) return it->status().ok();
     if (view(it->key()) >= std::string_view(end)) return true;
     return batch.DeleteRange(families[kFinished], rdb::Slice(), end).ok();
+  }
+
+  // Counts the messages of each queue from the schedule index (one entry per
+  // message, an empty value each): at open, after recover() and after a
+  // reopen, never per stats() call. No writer may run meanwhile, or its
+  // changes would be overwritten.
+  Status count_queues() {
+    QueueCounts counts{};
+    std::unique_ptr<rdb::Iterator> it(db->NewIterator(rdb::ReadOptions(), families[kSchedule]));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      if (auto entry = parse_schedule_key(view(it->key()))) count_in(counts, entry->queue, 1);
+    }
+    if (!it->status().ok()) return rocksdb_error("counting the queues", it->status());
+    for (size_t slot = 0; slot < kQueueSlots; ++slot) queued[slot].store(counts[slot], std::memory_order_relaxed);
+    return {};
   }
 
   Status check_format() {
@@ -990,6 +1078,7 @@ Result<size_t> Spool::Impl::recover() {
     rdb::Status s = db->Write(wo, &batch);
     if (!s.ok()) return failed("recover: writing", s);
   }
+  if (Status counted = count_queues(); !counted) return Error{"recover: " + counted.error()};
   return requeued;
 }
 
@@ -1006,6 +1095,7 @@ Result<std::unique_ptr<Spool>> Spool::open(const SpoolOptions& options) {
   impl->listener->impl.store(impl.get());
   impl->measure_free_space();
   if (Status format = impl->check_format(); !format) return Error{format.error()};
+  if (Status counted = impl->count_queues(); !counted) return Error{counted.error()};
 
   Impl* reclaim_impl = impl.get();
   auto reclaimer =
@@ -1167,6 +1257,15 @@ SpoolStats Spool::stats() const {
   s.reclaims = impl_->reclaims.load(std::memory_order_relaxed);
   s.reclaim_failures = impl_->reclaim_failures.load(std::memory_order_relaxed);
   s.reclaimed_bytes = impl_->reclaimed_bytes.load(std::memory_order_relaxed);
+  for (size_t i = 0; i < kAllQueues.size(); ++i) {
+    int64_t n = impl_->queued[static_cast<size_t>(kAllQueues[i])].load(std::memory_order_relaxed);
+    s.queued[i] = static_cast<uint64_t>(std::max<int64_t>(n, 0));
+  }
+  std::shared_lock lock(impl_->db_mutex);
+  if (impl_->db) {
+    impl_->db->GetIntProperty(impl_->families[kFinished], rdb::DB::Properties::kTotalSstFilesSize,
+                              &s.finished_log_bytes);
+  }
   return s;
 }
 

@@ -10,6 +10,7 @@
 // Reads (list/get/read_body/due) are synchronous RocksDB reads, safe from any
 // thread but not meant for an event-loop thread.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -45,7 +46,9 @@ struct SpoolEvent {
 
 struct SpoolOptions {
   std::string directory;              // created if missing
-  int64_t finished_retention_us = 0;  // how long the log of finished messages is kept
+  // How long the log of finished messages is kept; 0: no log is written
+  // (and what an earlier run left is purged).
+  int64_t finished_retention_us = 0;
   // Intake (body chunks, commits) is refused while less than this would be
   // left free on the spool's filesystem; 0 turns the check off. The daemon
   // passes write_reserve_bytes().
@@ -62,14 +65,25 @@ struct SpoolStats {
   uint64_t reclaims = 0;          // reclaimer passes that completed
   uint64_t reclaim_failures = 0;  // reclaimer passes that failed
   uint64_t reclaimed_bytes = 0;   // disk usage given back by those passes
+  // Messages per queue, in kAllQueues order: counted once at open() and
+  // recover(), then kept by the writer as it commits, moves and removes.
+  std::array<uint64_t, kAllQueues.size()> queued{};
+  // The finished log's size on disk (its table files; RocksDB's estimate
+  // until they are flushed and compacted).
+  uint64_t finished_log_bytes = 0;
 };
 
-// One record of the finished-message log.
+// One record of the finished-message log: what became of a message, kept
+// for SpoolOptions::finished_retention_us.
 struct FinishedRecord {
   std::string id;
   int64_t finished_us = 0;
   std::string reason;  // "deleted", "delivered", ...
-  Envelope envelope;
+  // The envelope cut down to id, sender, arrival, client address, Message-ID,
+  // size, attempts, origin and, per recipient, its address, final state and
+  // status code (and the remote reply of a failed one). Reception details,
+  // DSN parameters and per-attempt diagnostics are in the event log.
+  Envelope summary;
 };
 
 class Spool {
@@ -101,8 +115,8 @@ class Spool {
   // Replace a message's envelope (same id; schedule entry follows env.queue
   // and env.next_attempt_us). Synced.
   void update(Envelope env, Done done);
-  // Remove a message (body, envelope, schedule entry) and add it to the
-  // finished log with `reason`. Synced.
+  // Remove a message (body, envelope, schedule entry) and, when there is a
+  // retention, add its summary to the finished log with `reason`. Synced.
   void remove(std::string id, std::string reason, Done done);
 
   // Blocking conveniences for non-loop threads (control socket, tests).

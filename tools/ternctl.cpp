@@ -34,7 +34,7 @@ void usage(FILE* out) {
       "  popauth list          clients inside the POP-before-SMTP window\n"
       "  popauth add IP [MIN]  let IP relay for MIN minutes (default relay.pop_window; or \"90s\")\n"
       "  popauth del IP        end IP's window now\n"
-      "  stats                 spool and connection counters\n"
+      "  stats [--json]        spool and connection counters, messages per queue, CPU time per thread\n"
       "  user add NAME [ADDRESS...]  add a user (password from stdin) who may send as ADDRESSes\n"
       "  user passwd NAME      set a user's password (stdin; asked twice on a terminal)\n"
       "  user del NAME         remove a user\n"

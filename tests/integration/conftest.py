@@ -837,5 +837,29 @@ def send(ternd, rcpts, sender="alice@example.test", body="Subject: t\r\n\r\nhell
         c.sendmail(sender, list(rcpts), body.encode())
 
 
+def send_concurrently(port, messages, connections):
+    """Sends `messages`, (sender, rcpts, body) each, over `connections` SMTP
+    connections at once (message i on connection i % connections); asserts
+    that every one was accepted and returns them in the order acknowledged."""
+    acked, errors = [], []
+
+    def sender(first):
+        try:
+            with smtplib.SMTP("127.0.0.1", port, timeout=30) as c:
+                for m in messages[first::connections]:
+                    c.sendmail(*m)
+                    acked.append(m)
+        except (smtplib.SMTPException, OSError) as e:
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=sender, args=(k,)) for k in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors[:5]
+    return acked
+
+
 def wait_messages(sink, n, timeout=20):
     return wait_until(lambda: (r := sink.report())["messages"] >= n and r, timeout, what=f"{n} messages at the sink")

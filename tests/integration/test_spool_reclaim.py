@@ -7,11 +7,9 @@ queue triggers neither, so before the reclaimer (queue/reclaim.cpp) the
 spool kept hundreds of megabytes of delivered mail until the next restart,
 and that garbage counted against min_free_space (issue 13 item 2)."""
 import os
-import smtplib
-import threading
 import time
 
-from conftest import free_port, wait_until
+from conftest import free_port, send_concurrently, wait_until
 
 MB = 1 << 20
 MESSAGES = 600
@@ -48,22 +46,7 @@ def body(i):
 
 
 def send_all(port):
-    errors = []
-
-    def sender(first):
-        try:
-            with smtplib.SMTP("127.0.0.1", port, timeout=30) as c:
-                for i in range(first, MESSAGES, SENDERS):
-                    c.sendmail("a@b.test", ["x@dest.test"], body(i))
-        except (smtplib.SMTPException, OSError) as e:
-            errors.append(repr(e))
-
-    threads = [threading.Thread(target=sender, args=(k,)) for k in range(SENDERS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not errors, errors
+    send_concurrently(port, [("a@b.test", ["x@dest.test"], body(i)) for i in range(MESSAGES)], SENDERS)
 
 
 def stats(ternd):

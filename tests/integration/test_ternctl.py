@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from conftest import expect, free_port, qid_of, send_simple, simple_message
+from conftest import (delivering_ternd, expect, free_port, qid_of, send, send_simple, simple_message, sink_on,
+                      wait_messages, wait_until)
 
 KEYS = {"id", "queue", "size", "arrival", "sender", "recipients", "attempts", "next_attempt",
         "last_error", "message_id", "envid", "ret", "body", "smtputf8"}
@@ -200,6 +201,72 @@ def test_stats_counters(ternd):
         c.close()
 
 
+QUEUES = ("incoming", "active", "retry1", "retry2", "hold", "busy", "quarantine")
+
+
+def _stats_text(t):
+    """`ternctl stats` as {key: int}: every line is "key value"."""
+    r = t.ternctl("stats")
+    assert r.returncode == 0, r.stderr
+    return {k: int(v) for k, v in (line.split() for line in r.stdout.splitlines())}
+
+
+def _stats_json(t):
+    r = t.ternctl("stats", "--json")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def _queued(t):
+    """Messages per queue from both formats, which must agree."""
+    text = {q: _stats_text(t)[f"queue.{q}"] for q in QUEUES}
+    js = _stats_json(t)["queues"]
+    assert set(js) == set(QUEUES), js
+    return text, js
+
+
+def test_stats_queues_and_threads(ternd_factory, dns_factory, sink_factory):
+    """stats (both formats): messages per queue as mail is held, released
+    and delivered; the engine's active set; CPU time per thread name."""
+    port = free_port()
+    dns = dns_factory("--host-record=dest.test,127.0.0.2")
+    s = sink_on(sink_factory, "127.0.0.2", port, "--delay", "dot=300")
+    t = delivering_ternd(ternd_factory, dns, port, delivery={"active_limit": 2, "max_per_destination": 1})
+    assert t.ternctl("hold-domain", "dest.test").returncode == 0
+    for i in range(5):
+        send(t, [f"r{i}@dest.test"])
+    wait_until(lambda: len(t.queue()) == 5 and all(m["queue"] == "hold" for m in t.queue()), 10,
+               what="five messages held")
+    text, js = _queued(t)
+    assert text == js == {**{q: 0 for q in QUEUES}, "hold": 5}, (text, js)
+    stats = _stats_json(t)
+    assert stats["active_messages"] == 0 and stats["commits"] >= 5, stats
+    assert isinstance(stats["connections"], int), stats
+
+    assert t.ternctl("release-domain", "dest.test").returncode == 0
+    # Delivery one at a time, 300 ms each: the spool's active queue and the
+    # engine's active set are seen busy.
+    busy = wait_until(lambda: (j := _stats_json(t))["queues"]["active"] >= 1 and j["active_messages"] >= 1 and j,
+                      10, what="messages being delivered")
+    assert busy["queues"]["active"] <= 2 and busy["queues"]["hold"] == 0, busy
+    assert sum(busy["queues"].values()) <= 5, busy
+    wait_messages(s, 5)
+    wait_until(lambda: _queued(t) == ({q: 0 for q in QUEUES},) * 2, 10, what="every queue empty")
+    text = _stats_text(t)
+    assert text["active_messages"] == 0, text
+    assert text["finished_log_bytes"] == 0, text  # queue.finished_retention defaults to none
+
+    # Threads, by name, in both formats.
+    threads = {e["name"]: e for e in _stats_json(t)["threads"]}
+    for name in ("ternd", "tern-spool", "tern-worker-0", "tern-deliver", "tern-control", "tern-log"):
+        assert name in threads, threads
+        assert threads[name]["threads"] >= 1, threads[name]
+        assert f"thread.{name}.user_ms" in text and f"thread.{name}.sys_ms" in text, text
+    # CPU time comes in ticks of 10 ms: a thread may not have used one yet,
+    # the process as a whole has.
+    assert sum(e["user_ms"] + e["sys_ms"] for e in threads.values()) > 0, threads
+
+
 def test_queue_json_size_and_arrival(ternd):
     import datetime
     import time
@@ -271,3 +338,18 @@ def test_permission_denied_is_not_reported_as_not_running(ternd):
     assert "not running" not in r.stderr
     # root still gets through
     assert ternd.ternctl("queue").returncode == 0
+
+
+def test_stats_finished_log_with_a_retention(ternd_factory):
+    """queue.finished_retention above 0: removed messages leave a summary in
+    the spool, whose size stats shows once it is on disk (the reclaimer
+    flushes after deletions)."""
+    t = ternd_factory({"queue": {"finished_retention": "1h"}})
+    qids = [send_simple(t) for _ in range(20)]
+    assert _stats_text(t)["queue.incoming"] == 20
+    assert t.ternctl("delete", *qids).returncode == 0
+    stats = wait_until(lambda: (s := _stats_text(t))["finished_log_bytes"] > 0 and s, 15,
+                       what="the finished log on disk")
+    assert stats["queue.incoming"] == 0, stats
+    assert _stats_json(t)["finished_log_bytes"] > 0
+

@@ -115,6 +115,12 @@ std::string random_bytes(size_t n, uint64_t seed) {
   return s;
 }
 
+// The spool's count of messages in queue `q`.
+uint64_t queued(const Spool& spool, QueueName q) {
+  const auto at = std::find(kAllQueues.begin(), kAllQueues.end(), q);
+  return spool.stats().queued[static_cast<size_t>(at - kAllQueues.begin())];
+}
+
 bool contains_id(const std::vector<Envelope>& envs, const std::string& id) {
   return std::any_of(envs.begin(), envs.end(), [&](const Envelope& e) { return e.id == id; });
 }
@@ -395,6 +401,18 @@ TEST(SpoolTest, RemoveMovesMessageToFinishedLog) {
   TempDir dir;
   std::string id = new_queue_id();
   Envelope env = make_envelope(id, 2, 20000);
+  env.message_id = "<m1@example.org>";
+  env.envid = "envelope-id";
+  env.attempts = 2;
+  env.last_error = "451 try later";
+  env.recipients[0].state = RecipientState::delivered;
+  env.recipients[0].status = "2.0.0";
+  env.recipients[0].diagnostic = "250 2.0.0 ok";
+  env.recipients[0].remote_mta = "mx.example.net";
+  Recipient failed{"gone@example.net", notify_failure, "rfc822;gone@example.net", RecipientState::failed, "no"};
+  failed.status = "5.1.1";
+  failed.diagnostic = "550 5.1.1 no such user";
+  env.recipients.push_back(failed);
   {
     auto spool = open_spool(dir.path());
     ASSERT_TRUE(spool);
@@ -413,7 +431,31 @@ TEST(SpoolTest, RemoveMovesMessageToFinishedLog) {
     ASSERT_EQ(log.size(), 1u);
     EXPECT_EQ(log[0].id, id);
     EXPECT_EQ(log[0].reason, "delivered");
-    EXPECT_EQ(log[0].envelope, env);
+    // The summary: who, when, from where, and how each recipient ended.
+    const Envelope& summary = log[0].summary;
+    EXPECT_EQ(summary.id, id);
+    EXPECT_EQ(summary.sender, env.sender);
+    EXPECT_EQ(summary.arrival_us, env.arrival_us);
+    EXPECT_EQ(summary.client_ip, env.client_ip);
+    EXPECT_EQ(summary.message_id, env.message_id);
+    EXPECT_EQ(summary.body_size, env.body_size);
+    EXPECT_EQ(summary.attempts, 2u);
+    ASSERT_EQ(summary.recipients.size(), 2u);
+    EXPECT_EQ(summary.recipients[0].address, "rcpt@example.net");
+    EXPECT_EQ(summary.recipients[0].state, RecipientState::delivered);
+    EXPECT_EQ(summary.recipients[0].status, "2.0.0");
+    EXPECT_EQ(summary.recipients[0].diagnostic, "");
+    EXPECT_EQ(summary.recipients[1].state, RecipientState::failed);
+    EXPECT_EQ(summary.recipients[1].status, "5.1.1");
+    EXPECT_EQ(summary.recipients[1].diagnostic, "550 5.1.1 no such user");
+    // Left to the event log.
+    EXPECT_EQ(summary.client_helo, "");
+    EXPECT_EQ(summary.envid, "");
+    EXPECT_EQ(summary.last_error, "");
+    EXPECT_EQ(summary.body_chunks, 0u);
+    EXPECT_EQ(summary.recipients[0].orcpt, "");
+    EXPECT_EQ(summary.recipients[0].remote_mta, "");
+    EXPECT_LT(encode(summary).size(), encode(env).size() * 2 / 3);
     EXPECT_GE(log[0].finished_us, before);
     EXPECT_LE(log[0].finished_us, after);
 
@@ -444,6 +486,9 @@ TEST(SpoolTest, RecoverAfterCrash) {
     auto requeued = spool->recover();
     ASSERT_TRUE(requeued.ok()) << requeued.error();
     EXPECT_EQ(requeued.value(), 1u);
+    EXPECT_EQ(queued(*spool, QueueName::incoming), 2u);
+    EXPECT_EQ(queued(*spool, QueueName::active), 0u);
+    EXPECT_EQ(queued(*spool, QueueName::retry1), 1u);
 
     std::optional<Envelope> b = spool->get(kActiveId);
     ASSERT_TRUE(b);
@@ -540,6 +585,49 @@ TEST(SpoolTest, RecoverPurgesExpiredFinishedRecords) {
   ASSERT_TRUE(spool);
   ASSERT_TRUE(spool->recover().ok());
   EXPECT_EQ(spool->finished().size(), 1u);
+}
+
+TEST(SpoolTest, ExpiredFinishedRecordsArePurgedWhileRunning) {
+  // The purge runs once per retention when that is under a minute, after a
+  // write: records outlive the retention by at most one more.
+  constexpr int64_t kRetentionUs = 300'000;
+  TempDir dir;
+  auto spool = open_spool(dir.path(), kRetentionUs);
+  ASSERT_TRUE(spool);
+  const std::string old_id = new_queue_id();
+  ASSERT_TRUE(commit_one(*spool, make_envelope(old_id, 0, 0), std::nullopt));
+  ASSERT_TRUE(spool->remove_sync(old_id, "delivered"));
+  ASSERT_EQ(spool->finished().size(), 1u);
+  std::this_thread::sleep_for(std::chrono::microseconds(2 * kRetentionUs + 100'000));
+  const std::string fresh_id = new_queue_id();
+  ASSERT_TRUE(commit_one(*spool, make_envelope(fresh_id, 0, 0), std::nullopt));
+  ASSERT_TRUE(spool->remove_sync(fresh_id, "delivered"));
+  // The purge follows the write that triggered it on the writer thread.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  std::vector<FinishedRecord> log = spool->finished();
+  while (log.size() > 1 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    log = spool->finished();
+  }
+  ASSERT_FALSE(log.empty());
+  EXPECT_EQ(log.back().id, fresh_id);
+  EXPECT_EQ(log.front().id, fresh_id);
+}
+
+TEST(SpoolTest, NoFinishedLogWithoutRetention) {
+  TempDir dir;
+  {
+    auto spool = open_spool(dir.path(), 0);
+    ASSERT_TRUE(spool);
+    const std::string id = new_queue_id();
+    ASSERT_TRUE(commit_one(*spool, make_envelope(id, 1, 1), "x"));
+    ASSERT_TRUE(spool->remove_sync(id, "delivered"));
+    EXPECT_FALSE(spool->get(id));
+    EXPECT_TRUE(spool->finished().empty());
+  }
+  RawSpool raw(dir.path(), /*read_only=*/true);
+  EXPECT_TRUE(raw.keys("finished").empty());
+  EXPECT_TRUE(raw.keys("envelopes").empty());
 }
 
 TEST(SpoolTest, GroupCommitSharesSyncsAcrossConcurrentCommitters) {
@@ -660,9 +748,55 @@ TEST(SpoolTest, RequestsOnOneMessageComposeWithinABatch) {
 
   EXPECT_EQ(spool->due(QueueName::retry1, 42, 10).size(), 1u);
   EXPECT_TRUE(spool->due(QueueName::incoming, std::numeric_limits<int64_t>::max(), 10).empty());
+  EXPECT_EQ(queued(*spool, QueueName::retry1), 1u);
+  EXPECT_EQ(queued(*spool, QueueName::incoming), 0u);
+  EXPECT_EQ(queued(*spool, QueueName::hold), 0u);
   EXPECT_FALSE(spool->get(removed.id));
   ASSERT_EQ(spool->finished().size(), 1u);
-  EXPECT_EQ(spool->finished()[0].envelope, removed);
+  EXPECT_EQ(spool->finished()[0].summary.id, removed.id);
+}
+
+TEST(SpoolTest, QueueCountsFollowEveryChangeAndSurviveReopen) {
+  TempDir dir;
+  Envelope a = make_envelope(new_queue_id(), 1, 1);
+  Envelope b = make_envelope(new_queue_id(), 1, 1);
+  Envelope c = make_envelope(new_queue_id(), 1, 1, QueueName::hold);
+  {
+    auto spool = open_spool(dir.path());
+    ASSERT_TRUE(spool);
+    for (QueueName q : kAllQueues) EXPECT_EQ(queued(*spool, q), 0u) << to_string(q);
+    ASSERT_TRUE(commit_one(*spool, a, "a"));
+    ASSERT_TRUE(commit_one(*spool, b, "b"));
+    ASSERT_TRUE(commit_one(*spool, c, "c"));
+    EXPECT_EQ(queued(*spool, QueueName::incoming), 2u);
+    EXPECT_EQ(queued(*spool, QueueName::hold), 1u);
+
+    ASSERT_TRUE(wait([&](Spool::Done d) { spool->claim(a.id, std::move(d)); }));
+    EXPECT_EQ(queued(*spool, QueueName::incoming), 1u);
+    EXPECT_EQ(queued(*spool, QueueName::active), 1u);
+    Envelope retried = a;
+    retried.queue = QueueName::retry2;
+    retried.attempts = 1;
+    ASSERT_TRUE(wait([&](Spool::Done d) { spool->update(retried, std::move(d)); }));
+    EXPECT_EQ(queued(*spool, QueueName::active), 0u);
+    EXPECT_EQ(queued(*spool, QueueName::retry2), 1u);
+    ASSERT_TRUE(spool->move_sync(b.id, QueueName::retry1, 5));
+    ASSERT_TRUE(spool->remove_sync(c.id, "deleted"));
+    // Refused requests change nothing.
+    EXPECT_FALSE(spool->remove_sync(c.id, "deleted"));
+    EXPECT_FALSE(commit_one(*spool, b, "b"));
+    EXPECT_EQ(queued(*spool, QueueName::incoming), 0u);
+    EXPECT_EQ(queued(*spool, QueueName::retry1), 1u);
+    EXPECT_EQ(queued(*spool, QueueName::retry2), 1u);
+    EXPECT_EQ(queued(*spool, QueueName::hold), 0u);
+  }
+  auto spool = open_spool(dir.path());
+  ASSERT_TRUE(spool);
+  EXPECT_EQ(queued(*spool, QueueName::retry1), 1u);
+  EXPECT_EQ(queued(*spool, QueueName::retry2), 1u);
+  uint64_t total = 0;
+  for (QueueName q : kAllQueues) total += queued(*spool, q);
+  EXPECT_EQ(total, 2u);
 }
 
 TEST(SpoolTest, DestructorDrainsPendingRequests) {
