@@ -185,15 +185,17 @@ def test_sigkill_during_a_large_drain_loses_nothing(ternd_factory, dns_factory, 
     assert set(got) == set(acked), set(got) - set(acked)
     twice = {r: n for r, n in got.items() if n > 1}
     assert all(n == 2 for n in twice.values()), twice
-    assert len(twice) <= requeued, (len(twice), requeued)
-    # Each of them was in `active` at the kill: recovery put it back in
-    # incoming, where the restarted engine took it from.
+    # A repeat is a message being delivered at the kill: in the active set
+    # (at most its bound), requeued by recovery, or claimed by a claim the
+    # kill lost (claims are not synced on their own) and taken again from
+    # its retry queue; either way the restarted engine delivered it again.
+    assert len(twice) <= DRAIN_ACTIVE_LIMIT, (len(twice), DRAIN_ACTIVE_LIMIT)
     events = t.events()
     restart = max(i for i, e in enumerate(events) if e["event"] == "recovered")
     requeued_ids = {e["qid"] for e in events[restart:] if e["event"] == "taken" and e["queue"] == "incoming"}
     assert len(requeued_ids) == requeued, (len(requeued_ids), requeued)
-    rcpt_of = {e["qid"]: e["rcpt"] for e in events[restart:] if e["event"] == "delivered"}
-    assert set(twice) <= {rcpt_of[q] for q in requeued_ids}, (twice, requeued_ids)
+    delivered_after_restart = {e["rcpt"] for e in events[restart:] if e["event"] == "delivered"}
+    assert set(twice) <= delivered_after_restart, (twice, delivered_after_restart)
     assert t.queue() == []
     print(f"\n{DRAIN_MESSAGES} queued in {queued_s:.1f}s; killed at {delivered_at_kill} delivered; "
           f"{requeued} requeued at restart; {len(twice)} delivered twice; "
