@@ -236,10 +236,12 @@ class Tern:
     """A ternd on a fresh spool under workdir/name, relaying everything to the
     sink on sink_port (routing.forward_host, as Postfix's relayhost).
     It relays for `relay_domains`; `extra_config` is TOML appended to the
-    generated configuration."""
+    generated configuration; `delivery_loops` is delivery.loops (0: as many
+    as the workers)."""
     delivers = True
 
-    def __init__(self, tools, workdir, name, connections, sink_port, relay_domains=("sink.test",), extra_config=""):
+    def __init__(self, tools, workdir, name, connections, sink_port, relay_domains=("sink.test",), extra_config="",
+                 delivery_loops=0):
         self.tools = tools
         self.dir = os.path.join(workdir, name)
         d = self.dir
@@ -272,6 +274,7 @@ target = "file"
 file = "{d}/ternd.log"
 
 [delivery]
+loops = {delivery_loops}
 max_per_destination = 20
 # Postfix's relay client does not use TLS either.
 tls = "none"

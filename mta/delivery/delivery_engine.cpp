@@ -188,7 +188,8 @@ struct DeliveryEngine::Impl {
     const unsigned index;
     std::unique_ptr<io::Loop> loop;
     std::unique_ptr<dns::Resolver> resolver;
-    // Spool reads, local delivery and the held-domains file. Named
+    // Spool reads (on the home loop also local delivery and the
+    // held-domains file). Named
     // "tern-dlv-io-N": "tern-deliver-io-N" is longer than the 15 bytes
     // Linux keeps of a thread's name.
     io::OffloadThread offload;
@@ -683,7 +684,7 @@ struct DeliveryEngine::Impl {
   std::mutex slots_mutex;
   unsigned connections = 0;  // guarded by slots_mutex
   struct SlotWaiter {
-    Shard* shard;
+    Shard* shard = nullptr;
     std::string destination;  // its key
   };
   std::deque<SlotWaiter> slot_waiters;  // guarded by slots_mutex
