@@ -333,7 +333,18 @@ struct DeliveryEngine::Impl {
     void connection_closed(Destination& d) {
       engine.release_connection_slot();
       pump(d);
-      if (d.connections == 0 && d.jobs.empty()) destinations.erase(d.hop.key());
+      // Forgotten once idle, but not from here: the serve() that ended may
+      // have run inside a pump() without ever suspending (a DNS failure
+      // from the cache fails the destination at once), and that pump()
+      // goes on with `d` when it returns.
+      if (d.connections == 0 && d.jobs.empty()) loop->post([this, key = d.hop.key()] { forget_if_idle(key); });
+    }
+
+    void forget_if_idle(const std::string& key) {
+      auto found = destinations.find(key);
+      if (found == destinations.end()) return;
+      const Destination& d = *found->second;
+      if (d.connections == 0 && d.jobs.empty()) destinations.erase(found);
     }
 
     // One connection's life, on a slot taken or granted: connect to the first
