@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import delivering_ternd, free_port, sink_on, wait_messages, wait_until
+from conftest import active_messages, delivering_ternd, free_port, sink_on, wait_messages, wait_until
 
 
 def fnv1a64(text):
@@ -118,16 +118,20 @@ def test_a_message_on_two_loops_settles_once(ternd_factory, dns_factory, sink_fa
                       "--host-record=example.test,127.0.0.4")
     maildir = os.path.join(workdir, "sender")
     sender_box = sink_on(sink_factory, "127.0.0.4", port, "--maildir", maildir)
-    # a: takes the message, without DSN (so NOTIFY=SUCCESS calls for a "relayed" notice).
-    sink_a = sink_on(sink_factory, "127.0.0.2", port, "--hide", "DSN", "--delay", "dot=200")
-    # b: refuses the recipient.
-    sink_on(sink_factory, "127.0.0.3", port, "--fault", "rcpt=550")
+    # a (the home loop's): takes the message, without DSN (so NOTIFY=SUCCESS
+    # calls for a "relayed" notice).
+    sink_a = sink_on(sink_factory, "127.0.0.2", port, "--hide", "DSN")
+    # b (loop 1's): refuses the recipient, late: its job finishes last, so
+    # loop 1 settles the message and tells the home loop.
+    sink_on(sink_factory, "127.0.0.3", port, "--fault", "rcpt=550", "--delay", "rcpt=300")
     t = delivering_ternd(ternd_factory, dns, port, delivery={"loops": 2})
     send_one(t, [(f"ok@{a}", ["NOTIFY=SUCCESS,FAILURE"]), (f"no@{b}", [])])
     wait_messages(sink_a, 1)
     qid = t.wait_event("delivered", rcpt=f"ok@{a}")["qid"]
     assert t.wait_event("undeliverable", rcpt=f"no@{b}")["qid"] == qid
     t.wait_event("finished", qid=qid, result="failed")
+    # Out of the active set too (the home loop heard of the settling).
+    wait_until(lambda: active_messages(t) == 0, 20, what="an empty active set")
     wait_messages(sender_box, 1)
     # The notices delivered too: nothing of the message is left to settle.
     wait_until(lambda: t.queue() == [], 20, what="an empty queue")
