@@ -17,13 +17,13 @@ run: build
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 600
 
-# The integration tests that exercise parsing, pipelining, TLS, POP3 and the
-# spool's error paths, once more against an ASan+UBSan Debug build: an
+# The integration tests that exercise parsing, pipelining, TLS, POP3, the
+# spool's error paths and delivery (on several loops), once more against an ASan+UBSan Debug build: an
 # unoptimised build is where unbounded recursion shows, and the sanitizers
 # turn a silent memory error into a failed test (CI runs this after `make test`);
 # LeakSanitizer checks ternd at exit (a session left suspended at shutdown shows).
 SANITIZE_TESTS ?= test_limits.py test_smtp_commands.py test_data.py test_tls.py test_local_pop3.py \
-	test_storage_full.py test_privileges.py
+	test_storage_full.py test_privileges.py test_delivery.py test_delivery_loops.py
 test-sanitize: deps
 	@cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DTERN_SANITIZE=ON >/dev/null
 	@cmake --build $(BUILD)-asan -j $(JOBS) --target ternd ternctl tern-sink unit_io_tests unit_proto_tests

@@ -96,7 +96,8 @@ class Recorder:
 def measure(args, tools, workdir, count):
     """One backlog of `count` messages; returns its row."""
     name = f"backlog-{count}"
-    row = {"count": count, "size": args.size, "connections": args.connections, "fresh_rate": args.fresh_rate}
+    row = {"count": count, "size": args.size, "connections": args.connections, "fresh_rate": args.fresh_rate,
+           "delivery_loops": args.delivery_loops}
     with open("/proc/loadavg") as f:
         row["loadavg_before"] = f.read().split()[:3]
     sink = Sink(tools, workdir, name)
@@ -104,7 +105,8 @@ def measure(args, tools, workdir, count):
     try:
         fresh_sink = Sink(tools, workdir, f"{name}-fresh")
         tern = Tern(tools, workdir, name, args.connections, sink.port, relay_domains=(BACKLOG_DOMAIN, FRESH_DOMAIN),
-                    finished_retention=args.finished_retention, extra_config=f"""
+                    finished_retention=args.finished_retention, delivery_loops=args.delivery_loops,
+                    extra_config=f"""
 [[routing.transport]]
 domain = "{FRESH_DOMAIN}"
 next_hop = "[127.0.0.1]:{fresh_sink.port}"
@@ -254,6 +256,8 @@ def main():
     ap.add_argument("--size", default="1k", help="message size (1k)")
     ap.add_argument("--connections", type=int, default=50, help="tern-bench connections while queueing (50)")
     ap.add_argument("--fresh-rate", type=int, default=20, help="fresh messages per second during the drain (20)")
+    ap.add_argument("--delivery-loops", type=int, default=0,
+                    help="ternd's delivery.loops (0: as many as its workers, one per CPU)")
     ap.add_argument("--fill-seconds", type=int, default=300, help="time limit for queueing one backlog (300)")
     ap.add_argument("--drain-seconds", type=int, default=600, help="time limit for draining one backlog (600)")
     ap.add_argument("--settle-seconds", type=int, default=10,
@@ -286,7 +290,7 @@ def main():
 
     print()
     print(f"Backlog benchmark on {machine()}; {args.size} bytes, {args.connections} connections "
-          f"queueing, fresh mail at {args.fresh_rate}/s during the drain")
+          f"queueing, fresh mail at {args.fresh_rate}/s during the drain, delivery.loops = {args.delivery_loops}")
     print_tables(rows)
     if args.json:
         write_json(args.json, rows)

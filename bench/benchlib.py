@@ -237,11 +237,12 @@ class Tern:
     sink on sink_port (routing.forward_host, as Postfix's relayhost).
     It relays for `relay_domains`; `extra_config` is TOML appended to the
     generated configuration; `finished_retention` (a duration) sets
-    queue.finished_retention, ternd's default when None."""
+    queue.finished_retention, ternd's default when None; `delivery_loops` is
+    delivery.loops (0: as many as the workers)."""
     delivers = True
 
     def __init__(self, tools, workdir, name, connections, sink_port, relay_domains=("sink.test",), extra_config="",
-                 finished_retention=None):
+                 finished_retention=None, delivery_loops=0):
         self.tools = tools
         self.dir = os.path.join(workdir, name)
         d = self.dir
@@ -275,6 +276,7 @@ target = "file"
 file = "{d}/ternd.log"
 
 [delivery]
+loops = {delivery_loops}
 max_per_destination = 20
 # Postfix's relay client does not use TLS either.
 tls = "none"

@@ -20,6 +20,7 @@
 #include <optional>
 #include <set>
 #include <span>
+#include <thread>
 
 #include "mta/text.h"
 #include "mta/delivery/hop_spec.h"
@@ -187,6 +188,9 @@ recipients_per_minute = 0
 enabled = true
 # Port of MX hosts (and of next hops written without a port).
 smtp_port = 25
+# Delivery threads, each with its io_uring loop and its share of the next
+# hops; 0 = as many as server.workers.
+loops = 0
 # Outbound connections in total, and per next hop.
 max_connections = 500
 max_per_destination = 20
@@ -623,6 +627,7 @@ class ConfigReader {
 
     else if (key == "delivery.enabled") read_bool(key, node, delivery.enabled);
     else if (key == "delivery.smtp_port") read_port(key, node, delivery.smtp_port);
+    else if (key == "delivery.loops") read_count(key, node, 0, delivery.loops);
     else if (key == "delivery.max_connections") read_count(key, node, 1, delivery.max_connections);
     else if (key == "delivery.max_per_destination") read_count(key, node, 1, delivery.max_per_destination);
     else if (key == "delivery.active_limit") read_count(key, node, 1, delivery.active_limit);
@@ -1247,6 +1252,14 @@ ConfigParse load_config_file(const std::string& path) {
     return parse;
   }
   return parse_config(text, path);
+}
+
+unsigned worker_count(const Config& config) {
+  return config.server.workers ? config.server.workers : std::max(1u, std::thread::hardware_concurrency());
+}
+
+unsigned delivery_loop_count(const Config& config, unsigned workers) {
+  return config.delivery.loops ? config.delivery.loops : workers;
 }
 
 std::string_view default_config_toml() {

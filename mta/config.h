@@ -109,6 +109,7 @@ struct Config {
   struct Delivery {
     bool enabled = true;                       // false: receive and queue only
     unsigned smtp_port = 25;                   // port of MX hosts (tests use another)
+    unsigned loops = 0;                        // delivery loops (threads); 0 = as many as the workers
     unsigned max_connections = 500;            // outbound, in total
     unsigned max_per_destination = 20;         // connections per next hop
     unsigned active_limit = 20'000;            // messages taken into memory at once
@@ -199,6 +200,11 @@ struct ConfigParse {
 };
 ConfigParse parse_config(std::string_view toml_text, std::string_view source_name);
 ConfigParse load_config_file(const std::string& path);
+
+// server.workers as it applies: 0 means one per CPU.
+unsigned worker_count(const Config& config);
+// delivery.loops as it applies: 0 means as many as the workers.
+unsigned delivery_loop_count(const Config& config, unsigned workers);
 
 // The embedded default configuration (what `make run` starts with).
 std::string_view default_config_toml();

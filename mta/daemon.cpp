@@ -134,6 +134,7 @@ void warn_fixed_settings(const Config& old_cfg, const Config& new_cfg) {
   if (old_cfg.pop3.listen != new_cfg.pop3.listen || old_cfg.pop3.listen_tls != new_cfg.pop3.listen_tls)
     warn("pop3.listen");
   if (old_cfg.server.workers != new_cfg.server.workers) warn("server.workers");
+  if (old_cfg.delivery.loops != new_cfg.delivery.loops) warn("delivery.loops");
   if (old_cfg.server.user != new_cfg.server.user || old_cfg.server.group != new_cfg.server.group)
     warn("server.user");
   if (old_cfg.queue.directory != new_cfg.queue.directory) warn("queue.directory");
@@ -180,8 +181,7 @@ int run_daemon(const std::string& config_path) {
       listener_kinds.push_back(kind);
     }
   }
-  const unsigned n_workers =
-      config.server.workers ? config.server.workers : std::max(1u, std::thread::hardware_concurrency());
+  const unsigned n_workers = worker_count(config);
 
   // Before anything opens descriptors in numbers, and while still root
   // (though raising the soft limit to the hard one needs no privilege).
@@ -257,14 +257,16 @@ int run_daemon(const std::string& config_path) {
 
   std::unique_ptr<delivery::DeliveryEngine> engine;
   if (config.delivery.enabled) {
-    auto engine_settings = delivery::engine_settings(config, settings.value()->hostname, endpoints);
+    auto engine_settings = delivery::engine_settings(config, settings.value()->hostname, endpoints, n_workers);
     if (!engine_settings) return fatal(engine_settings.error());
     engine_settings.value().local_recipients = settings.value()->local_recipients;
+    const unsigned loops = engine_settings.value().loops;
     auto started = delivery::DeliveryEngine::start(*spool.value(), std::move(engine_settings.value()));
     if (!started) return fatal("delivery: " + started.error());
     engine = std::move(started.value());
     log::event("delivery_started",
-               {{"max_connections", config.delivery.max_connections},
+               {{"loops", loops},
+                {"max_connections", config.delivery.max_connections},
                 {"max_per_destination", config.delivery.max_per_destination},
                 {"router", config.routing.router.empty() ? std::string("none") : config.routing.router},
                 {"firewall", config.routing.firewall ? "yes" : "no"},

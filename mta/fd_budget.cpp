@@ -44,8 +44,8 @@ Result<FileLimit> raise_file_limit(std::string* raise_error) {
 uint64_t fd_reserve(const Config& config, unsigned workers, size_t listeners) {
   // Each worker: its loop, its listeners, its DNSBL resolver.
   uint64_t reserve = kProcess + kSpool + kPopWindow + uint64_t{workers} * (kLoop + listeners + kResolver);
-  // The delivery engine: its loop and its resolver.
-  if (config.delivery.enabled) reserve += kLoop + kResolver;
+  // The delivery engine: each of its loops, with its resolver.
+  if (config.delivery.enabled) reserve += uint64_t{delivery_loop_count(config, workers)} * (kLoop + kResolver);
   return reserve;
 }
 

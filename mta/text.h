@@ -1,7 +1,9 @@
 // Small text helpers: ASCII case folding for protocol names (domains,
 // keywords; locale-free, non-ASCII octets such as UTF-8 U-labels pass
-// unchanged) and quoting for messages.
+// unchanged), quoting for messages, and a hash that stays the same
+// across builds.
 #pragma once
+#include <cstdint>
 #include <initializer_list>
 #include <string>
 #include <string_view>
@@ -43,6 +45,18 @@ inline std::string concat(std::initializer_list<std::string_view> parts) {
   out.reserve(size);
   for (auto p : parts) out += p;
   return out;
+}
+
+// FNV-1a, 64 bits: the same on every build and platform (std::hash is
+// not), for what must not change between runs or be guessable by a test:
+// POP3 UIDs, the delivery loop that owns a destination.
+inline uint64_t fnv1a64(std::string_view s) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 0x100000001b3ULL;
+  }
+  return h;
 }
 
 }  // namespace tern

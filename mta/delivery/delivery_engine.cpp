@@ -12,6 +12,8 @@
 #include <set>
 #include <fstream>
 #include <filesystem>
+#include <mutex>
+#include <utility>
 
 #include "dns/route.h"
 #include "mta/clock.h"
@@ -38,8 +40,9 @@ constexpr size_t kMaxAddressesPerDestination = 10;
 struct Message {
   queue::Envelope envelope;
   queue::QueueName taken_from = queue::QueueName::incoming;
-  std::optional<std::string> content;  // read from the spool at the first send
-  unsigned jobs_left = 0;
+  // Jobs of one message may run on different loops: the last to finish
+  // settles it.
+  std::atomic<unsigned> jobs_left{0};
   Waiting waiting;  // pending recipients not tried: local, or a held destination
   // Each recipient's state when the message was taken: what changed is
   // what this attempt decided, and what the notices report.
@@ -49,6 +52,28 @@ struct Message {
   // into a local mailbox, nothing when a DSN-capable server carries the
   // request onward.
   std::vector<std::optional<dsn::Action>> success_notice;
+  // Held while a job records its outcomes: jobs on other loops record
+  // theirs at the same time, and though each writes only its own
+  // recipients, a temporary failure also sets envelope.last_error.
+  std::mutex outcomes_mutex;
+
+  // The content, read from the spool at its first use; null until then.
+  std::shared_ptr<const std::string> content() const {
+    std::lock_guard lock(content_mutex_);
+    return content_;
+  }
+  // Keeps `loaded` unless a job on another loop kept its copy first, and
+  // returns the copy kept: a job may be sending from it, so it is never
+  // replaced.
+  std::shared_ptr<const std::string> keep_content(std::string loaded) {
+    std::lock_guard lock(content_mutex_);
+    if (!content_) content_ = std::make_shared<const std::string>(std::move(loaded));
+    return content_;
+  }
+
+ private:
+  mutable std::mutex content_mutex_;
+  std::shared_ptr<const std::string> content_;
 };
 
 std::shared_ptr<Message> message_of(queue::Envelope envelope) {
@@ -67,6 +92,36 @@ struct Job {
   bool busy_logged = false;
 };
 
+// A job on its way to the loop that owns its destination.
+struct HandedJob {
+  NextHop hop;
+  Job job;
+};
+
+// Items for another loop, taken there in batches: a burst of them costs
+// one post (an eventfd write and a wake-up), not one each.
+template <class T>
+class Handoff {
+ public:
+  // True when the receiving loop must be posted to take them: the first
+  // item since it last took.
+  bool add(T item) {
+    std::lock_guard lock(mutex_);
+    items_.push_back(std::move(item));
+    return !std::exchange(posted_, true);
+  }
+  std::vector<T> take() {
+    std::lock_guard lock(mutex_);
+    posted_ = false;
+    return std::exchange(items_, {});
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<T> items_;
+  bool posted_ = false;
+};
+
 // One next hop: its queue of jobs and the connections serving it.
 struct Destination {
   NextHop hop;
@@ -81,7 +136,7 @@ struct Destination {
   unsigned unassigned = 0;                 // connections connecting or idle: they will take a job
   std::vector<io::Loop::IoAwaiter*> idle;  // naps of idle connections; work cancels one
   int64_t next_send_us = 0;                // destination_rate pacing
-  bool starved = false;                    // in the list waiting for a free connection slot
+  bool starved = false;                    // in line for a connection slot (Impl::slot_waiters)
 };
 
 // A host to connect to for a destination.
@@ -120,29 +175,544 @@ std::string_view kind_name(RecipientOutcome::Kind kind) {
 }  // namespace
 
 struct DeliveryEngine::Impl {
-  Impl(queue::Spool& s, EngineSettings e) : spool(s), settings(std::move(e)), router(settings.routing) {}
+  // One delivery loop: a thread with its io_uring loop, its offload thread
+  // and its resolver, and the destinations it owns (owner()): their job
+  // queues, connections, rate pacing and "resource busy" logging. A
+  // destination lives on one loop only, so max_per_destination and
+  // destination_rate hold exactly, as they did with one loop. Loop 0 is
+  // also the home loop: see the members of Impl below.
+  struct Shard {
+    Shard(Impl& e, unsigned i) : engine(e), index(i), offload("tern-dlv-io-" + std::to_string(i)) {}
+
+    Impl& engine;
+    const unsigned index;
+    std::unique_ptr<io::Loop> loop;
+    std::unique_ptr<dns::Resolver> resolver;
+    // Spool reads (on the home loop also local delivery and the
+    // held-domains file). Named
+    // "tern-dlv-io-N": "tern-deliver-io-N" is longer than the 15 bytes
+    // Linux keeps of a thread's name.
+    io::OffloadThread offload;
+    std::thread thread;
+    std::mt19937_64 rng{std::random_device{}()};
+    std::atomic<bool> finished{false};  // the loop has ended
+    Handoff<HandedJob> jobs_in;         // from the home loop's dispatch and other loops' fallbacks
+    Handoff<std::string> slots_in;      // connection slots passed on to destinations here (by key)
+
+    // ---- loop thread only ----
+    std::unordered_map<std::string, std::unique_ptr<Destination>> destinations;
+    unsigned live_tasks = 0;
+    bool stopping = false;
+
+    bool is_home() const { return index == 0; }
+
+    // Starts the thread; returns once its loop exists (or could not be made).
+    Status start() {
+      std::promise<Status> ready;
+      auto result = ready.get_future();
+      thread = std::thread([this, &ready] { run(&ready); });
+      Status status = result.get();
+      if (!status) thread.join();
+      return status;
+    }
+
+    void run(std::promise<Status>* ready) {
+      name_this_thread("tern-deliver-" + std::to_string(index));
+      auto created = io::Loop::create();
+      if (!created) {
+        ready->set_value(Error{"delivery loop: " + created.error()});
+        return;
+      }
+      loop = std::move(created.value());
+      auto dns = dns::Resolver::create(*loop, engine.settings.dns);
+      if (!dns) {
+        ready->set_value(Error{"dns: " + dns.error()});
+        return;
+      }
+      resolver = std::move(dns.value());
+      if (is_home()) engine.load_held_domains();
+      ready->set_value(Status{});  // `ready` dies with start(); not touched after this
+      if (is_home()) io::spawn(engine.scanner());
+      loop->run();
+      finished.store(true, std::memory_order_release);
+    }
+
+    // ---- lifecycle ----
+    void begin_stop() {
+      if (stopping) return;
+      stopping = true;
+      for (auto& [key, d] : destinations) {
+        for (auto* nap : d->idle) loop->cancel(nap);
+        d->idle.clear();
+      }
+      end_if_done();
+    }
+
+    void end_if_done() {
+      if (!stopping || live_tasks > 0 || !resolver) return;
+      io::spawn(close_down());
+    }
+
+    // The resolver closes c-ares' sockets; their cancelled polls complete on
+    // the loop, so it runs a little longer (bounded) before it stops.
+    io::Task<void> close_down() {
+      resolver.reset();
+      for (int i = 0; i < 100 && loop->in_flight() > 0; ++i) co_await loop->sleep(10);
+      loop->stop();
+    }
+
+    // ---- destinations ----
+    void take_handed_jobs() {
+      for (HandedJob& handed : jobs_in.take()) enqueue(handed.hop, std::move(handed.job));
+    }
+
+    Destination& destination(const NextHop& hop) {
+      auto& slot = destinations[hop.key()];
+      if (!slot) {
+        slot = std::make_unique<Destination>();
+        slot->hop = hop;
+      }
+      return *slot;
+    }
+
+    void enqueue(const NextHop& hop, Job job) {
+      Destination& d = destination(hop);
+      d.jobs.push_back(std::move(job));
+      if (!d.idle.empty()) {
+        loop->cancel(d.idle.back());  // an idle connection takes it
+        d.idle.pop_back();
+        return;
+      }
+      pump(d);
+    }
+
+    // Opens connections while jobs outnumber the connections about to take
+    // one, within the limits; jobs held back by a limit are logged once as
+    // "resource busy" and wait in memory for the next free connection.
+    void pump(Destination& d) {
+      bool out_of_slots = false;
+      while (wants_connection(d)) {
+        if (!engine.take_connection_slot(*this, d)) {
+          out_of_slots = true;
+          break;
+        }
+        io::spawn(serve(d));
+      }
+      if (stopping || d.jobs.size() <= d.unassigned) return;
+      for (; d.jobs_seen_busy < d.jobs.size(); ++d.jobs_seen_busy) {
+        Job& job = d.jobs[d.jobs_seen_busy];
+        // A job moved here from another destination (fallback) may be logged already.
+        if (job.busy_logged) continue;
+        job.busy_logged = true;
+        log::event("resource_busy", {{"qid", job.message->envelope.id},
+                                     {"destination", d.hop.host},
+                                     {"limit", out_of_slots ? "max_connections" : "max_per_destination"}});
+      }
+    }
+
+    bool wants_connection(const Destination& d) const {
+      return !stopping && d.jobs.size() > d.unassigned && d.connections < engine.settings.max_per_destination;
+    }
+
+    // Connection slots other connections gave up, each for a destination
+    // that waited for one (by key: it may be gone since).
+    void take_granted_slots() {
+      for (const std::string& key : slots_in.take()) {
+        auto found = destinations.find(key);
+        Destination* d = found == destinations.end() ? nullptr : found->second.get();
+        if (d) d->starved = false;
+        if (!d || !wants_connection(*d)) {
+          engine.release_connection_slot();
+          continue;
+        }
+        io::spawn(serve(*d));
+        pump(*d);  // more connections, if its jobs want them: it waits again
+      }
+    }
+
+    void connection_closed(Destination& d) {
+      engine.release_connection_slot();
+      pump(d);
+      // Forgotten once idle, but not from here: the serve() that ended may
+      // have run inside a pump() without ever suspending (a DNS failure
+      // from the cache fails the destination at once), and that pump()
+      // goes on with `d` when it returns.
+      if (d.connections == 0 && d.jobs.empty()) loop->post([this, key = d.hop.key()] { forget_if_idle(key); });
+    }
+
+    void forget_if_idle(const std::string& key) {
+      auto found = destinations.find(key);
+      if (found == destinations.end()) return;
+      const Destination& d = *found->second;
+      if (d.connections == 0 && d.jobs.empty()) destinations.erase(found);
+    }
+
+    // One connection's life, on a slot taken or granted: connect to the first
+    // host that answers, then carry jobs of this destination until none is
+    // left for connection_cache_ms, the per-connection limit is reached or
+    // the connection breaks; reconnect while jobs remain.
+    io::Task<void> serve(Destination& d) {
+      const EngineSettings& settings = engine.settings;
+      ++live_tasks;
+      ++d.connections;
+      ++d.unassigned;
+      while (!stopping && !d.jobs.empty()) {
+        auto hosts = co_await candidates(d.hop);
+        if (!hosts) {
+          fail_destination(d, hosts.error());
+          break;
+        }
+        std::unique_ptr<SmtpClient> client;
+        std::string relay;
+        RouteFailure last{false, "4.4.1", "no host could be reached", true};
+        bool all_permanent = true;
+        for (const Candidate& c : hosts.value()) {
+          ClientTarget target{c.endpoint, c.name, d.hop.tls, d.hop.auth, false};
+          auto opened = co_await SmtpClient::open(*loop, target, settings.client);
+          if (!opened && opened.error().retry_without_tls) {
+            // Policy "may": a failed handshake falls back to plain text (RFC 7435).
+            log::event("tls_fallback", {{"destination", d.hop.host}, {"relay", c.name + "[" + c.endpoint.text + "]"},
+                                        {"reason", opened.error().text}});
+            target.plain_text_only = true;
+            opened = co_await SmtpClient::open(*loop, target, settings.client);
+          }
+          if (opened) {
+            client = std::move(opened.value());
+            relay = c.name + "[" + c.endpoint.text + "]";
+            break;
+          }
+          const ClientError& e = opened.error();
+          log::event("connect_failed", {{"destination", d.hop.host},
+                                        {"relay", c.name + "[" + c.endpoint.text + "]"},
+                                        {"phase", e.phase},
+                                        {"reason", e.text}});
+          all_permanent = all_permanent && e.permanent;
+          last = RouteFailure{false, e.enhanced, e.text + " (" + c.name + "[" + c.endpoint.text + "])", true};
+        }
+        if (!client) {
+          last.permanent = all_permanent;
+          fail_destination(d, last);
+          break;
+        }
+        unsigned sent = 0;
+        for (;;) {
+          if (d.jobs.empty()) {
+            bool more = co_await wait_for_job(d);
+            if (!more) break;
+          }
+          Job job = std::move(d.jobs.front());
+          d.jobs.pop_front();
+          if (d.jobs_seen_busy > 0) --d.jobs_seen_busy;
+          --d.unassigned;
+          co_await deliver(d, *client, relay, std::move(job));
+          ++d.unassigned;
+          if (stopping || !client->usable() || ++sent >= settings.max_messages_per_connection) break;
+        }
+        co_await client->quit();
+      }
+      --d.unassigned;
+      --d.connections;
+      connection_closed(d);
+      --live_tasks;
+      end_if_done();
+    }
+
+    // Idle: wait for a job up to connection_cache_ms. False when none came.
+    io::Task<bool> wait_for_job(Destination& d) {
+      const int64_t deadline = wall_clock_us() + engine.settings.connection_cache_ms * 1000;
+      while (!stopping && d.jobs.empty()) {
+        const int64_t left_ms = (deadline - wall_clock_us()) / 1000;
+        if (left_ms <= 0) break;
+        auto nap = loop->sleep(left_ms);
+        d.idle.push_back(&nap);
+        co_await nap;
+        // Woken by enqueue() (which removed the nap), by stop, or by the timer.
+        std::erase(d.idle, &nap);
+      }
+      co_return !stopping && !d.jobs.empty();
+    }
+
+    // The message's content, read from the spool at its first use. Null
+    // when it cannot be read: the job's recipients then wait for a retry.
+    io::Task<std::shared_ptr<const std::string>> load_content(const Job& job, const std::string& relay,
+                                                              bool encrypted) {
+      Message& m = *job.message;
+      if (auto kept = m.content()) co_return kept;
+      const std::string id = m.envelope.id;
+      auto read = offload.call(*loop, [this, id] { return engine.spool.read_body(id); });
+      Result<std::string> content = co_await read;
+      if (!content) {
+        finish_job(job, temporary_for(job, "4.3.0", "cannot read the message from the spool: " + content.error()),
+                   relay, encrypted, std::nullopt);
+        co_return nullptr;
+      }
+      co_return m.keep_content(std::move(content.value()));
+    }
+
+    io::Task<void> deliver(Destination& d, SmtpClient& client, const std::string& relay, Job job) {
+      Message& m = *job.message;
+      auto loading = load_content(job, relay, client.encrypted());
+      const std::shared_ptr<const std::string> content = co_await loading;
+      if (!content) co_return;
+      const double rate = engine.settings.destination_rate;
+      if (rate > 0) {
+        const int64_t now = wall_clock_us();
+        const int64_t slot = std::max(now, d.next_send_us);
+        d.next_send_us = slot + static_cast<int64_t>(1e6 / rate);
+        if (slot - now >= 1000) co_await loop->sleep((slot - now) / 1000);
+      }
+      OutboundMessage outbound{&m.envelope, job.recipients, content.get()};
+      std::vector<RecipientOutcome> outcomes = co_await client.send(outbound);
+      finish_job(job, outcomes, relay, client.encrypted(),
+                 client.capabilities().has("DSN") ? std::nullopt : std::optional(dsn::Action::relayed));
+    }
+
+    // The hosts of a destination, best first: its MX hosts (without us) or
+    // the relay host's addresses.
+    io::Task<Result<std::vector<Candidate>, RouteFailure>> candidates(const NextHop& hop) {
+      const EngineSettings& settings = engine.settings;
+      std::vector<Candidate> out;
+      if (hop.kind == NextHop::Kind::mx) {
+        dns::DnsResult<dns::MxRoute> route = co_await resolver->resolve_mx(hop.host);
+        if (route) route = dns::drop_ourselves(std::move(route.value()), settings.our_addresses);
+        if (!route) {
+          const dns::DnsError& e = route.error();
+          log::event("mx_lookup_failed", {{"domain", hop.host}, {"reason", e.message}});
+          const bool fallback = e.failure != dns::Failure::null_mx && e.failure != dns::Failure::mail_loop;
+          co_return RouteFailure{e.permanent(), std::string(e.enhanced_code()), e.message, fallback};
+        }
+        for (const auto& host : route->hosts) {
+          for (const auto& address : host.addresses) {
+            if (out.size() == kMaxAddressesPerDestination) break;
+            auto endpoint = io::parse_endpoint(endpoint_text(address, settings.smtp_port));
+            if (endpoint) out.push_back(Candidate{host.name, std::move(endpoint.value())});
+          }
+        }
+      } else {
+        // An address literal in a recipient's domain is reached like an MX host.
+        const uint16_t port = hop.via == "mx" ? settings.smtp_port : hop.port;
+        dns::DnsResult<std::vector<dns::IpAddress>> addresses = co_await resolver->resolve_addresses(hop.host);
+        if (!addresses) {
+          const dns::DnsError& e = addresses.error();
+          log::event("host_lookup_failed", {{"host", hop.host}, {"reason", e.message}});
+          co_return RouteFailure{e.permanent(), std::string(e.enhanced_code()), e.message, false};
+        }
+        for (const auto& address : addresses.value()) {
+          if (out.size() == kMaxAddressesPerDestination) break;
+          auto endpoint = io::parse_endpoint(endpoint_text(address, port));
+          if (endpoint) out.push_back(Candidate{hop.host, std::move(endpoint.value())});
+        }
+      }
+      if (out.empty()) co_return RouteFailure{true, "5.4.4", "no address to deliver to for " + hop.host, true};
+      co_return out;
+    }
+
+    // Every job waiting for `d` fails the way its route failed, or goes to
+    // the mail router (on the loop that owns it) when direct delivery found
+    // no route and there is one.
+    void fail_destination(Destination& d, const RouteFailure& failure) {
+      std::deque<Job> jobs;
+      jobs.swap(d.jobs);
+      d.jobs_seen_busy = 0;
+      std::optional<NextHop> fallback;
+      if (failure.fallback_allowed && d.hop.via == "mx") fallback = engine.router.fallback(engine.router_usable);
+      for (auto& job : jobs) {
+        if (fallback) {
+          log::event("fallback", {{"qid", job.message->envelope.id}, {"destination", d.hop.host},
+                                  {"router", fallback->host}, {"reason", failure.text}});
+          engine.hand_job(*this, *fallback, std::move(job));
+          continue;
+        }
+        std::vector<RecipientOutcome> outcomes;
+        for (size_t i : job.recipients) {
+          RecipientOutcome o;
+          o.recipient = i;
+          o.kind = failure.permanent ? RecipientOutcome::Kind::permanent : RecipientOutcome::Kind::temporary;
+          o.enhanced = failure.enhanced;
+          o.text = failure.text;
+          outcomes.push_back(std::move(o));
+        }
+        finish_job(job, outcomes, "", false, std::nullopt);
+      }
+    }
+
+    static std::vector<RecipientOutcome> temporary_for(const Job& job, std::string enhanced, std::string text) {
+      std::vector<RecipientOutcome> outcomes;
+      for (size_t i : job.recipients)
+        outcomes.push_back(RecipientOutcome{i, RecipientOutcome::Kind::temporary, 0, enhanced, text});
+      return outcomes;
+    }
+
+    // ---- notices (DSNs) ----
+    // Queues the notices `events` of `m` call for, each committed like a
+    // received message (synced), and logs those that were due but dropped.
+    io::Task<void> queue_notices(Message& m, const std::vector<dsn::RecipientEvent>& events) {
+      const EngineSettings& settings = engine.settings;
+      const std::string id = m.envelope.id;
+      std::shared_ptr<const std::string> content = m.content();
+      if (!content) {
+        auto read = offload.call(*loop, [this, id] { return engine.spool.read_body(id); });
+        Result<std::string> loaded = co_await read;
+        if (loaded) {
+          content = m.keep_content(std::move(loaded.value()));
+        } else {
+          log::event("spool_error", {{"qid", id}, {"reason", "notice without the message: " + loaded.error()}});
+        }
+      }
+      const int64_t now = wall_clock_us();
+      dsn::NoticePlan plan =
+          dsn::plan_notices(m.envelope, events, content ? std::string_view(*content) : std::string_view(),
+                            settings.notices, now, m.envelope.arrival_us + settings.retry.max_age_us,
+                            [] { return queue::new_queue_id(); });
+      for (const auto& why : plan.dropped) log::event("dsn_dropped", {{"qid", id}, {"reason", why}});
+      for (auto& notice : plan.notices) {
+        const std::string notice_id = notice.envelope.id;
+        Status st = co_await SpoolAwait{*loop, [&](queue::Spool::Done done) {
+                                          engine.spool.commit(notice.envelope, std::move(notice.content),
+                                                              std::move(done));
+                                        }};
+        if (!st) {
+          log::event("spool_error", {{"qid", id}, {"reason", "cannot queue a notice: " + st.error()}});
+          continue;
+        }
+        log::event("dsn_queued", {{"qid", id},
+                                  {"dsn_qid", notice_id},
+                                  {"action", dsn::action_name(notice.action)},
+                                  {"audience", dsn::audience_name(notice.audience)},
+                                  {"to", notice.envelope.recipients.front().address}});
+      }
+      if (!plan.notices.empty()) engine.request_scan();
+    }
+
+    // ---- settling ----
+    // `on_success`: the success notice a delivered recipient gets, if asked
+    // (none when the server offered DSN and carries NOTIFY onward). The job
+    // that finishes its message's last settles it, on its own loop: the
+    // notices and the spool update need nothing of the home loop but the
+    // active set, which it is told about afterwards (message_settled).
+    void finish_job(const Job& job, const std::vector<RecipientOutcome>& outcomes, const std::string& relay,
+                    bool encrypted, std::optional<dsn::Action> on_success) {
+      Message& m = *job.message;
+      const int64_t now = wall_clock_us();
+      {
+        std::lock_guard lock(m.outcomes_mutex);
+        for (const auto& o : outcomes) {
+          record_outcome(m.envelope, o, relay, now);
+          if (o.recipient < m.envelope.recipients.size() && o.kind == RecipientOutcome::Kind::delivered)
+            m.success_notice[o.recipient] = on_success;
+        }
+      }
+      for (const auto& o : outcomes) {
+        if (o.recipient >= m.envelope.recipients.size()) continue;
+        log::event(kind_name(o.kind), {{"qid", m.envelope.id},
+                                       {"rcpt", m.envelope.recipients[o.recipient].address},
+                                       {"relay", relay.empty() ? std::string("none") : relay},
+                                       {"tls", encrypted ? "yes" : "no"},
+                                       {"code", o.code},
+                                       {"dsn", o.enhanced},
+                                       {"reply", o.text}});
+      }
+      // acq_rel: the settling job sees every other job's outcomes.
+      if (m.jobs_left.fetch_sub(1, std::memory_order_acq_rel) == 1) io::spawn(settle_message(job.message));
+    }
+
+    io::Task<void> settle_message(std::shared_ptr<Message> message) {
+      const EngineSettings& settings = engine.settings;
+      queue::Spool& spool = engine.spool;
+      ++live_tasks;
+      queue::Envelope& env = message->envelope;
+      const std::string id = env.id;
+      const int64_t now = wall_clock_us();
+      const Disposition disposition = settle(env, settings.retry, now, message->waiting, rng);
+      // The notices go to the spool before the outcome that calls for them:
+      // a crash in between means a notice too many, never one missing.
+      std::vector<dsn::RecipientEvent> events;
+      for (size_t i = 0; i < env.recipients.size(); ++i) {
+        queue::Recipient& r = env.recipients[i];
+        if (message->states_at_take[i] != queue::RecipientState::pending) continue;
+        if (r.state == queue::RecipientState::failed) events.push_back({i, dsn::Action::failed});
+        if (r.state == queue::RecipientState::delivered && message->success_notice[i])
+          events.push_back({i, *message->success_notice[i]});
+        if (disposition.kind == Disposition::Kind::retry && dsn::delay_notice_due(env, r, settings.notices, now)) {
+          events.push_back({i, dsn::Action::delayed});
+          r.delay_notified_us = now;
+        }
+      }
+      if (!events.empty()) co_await queue_notices(*message, events);
+      Status stored;
+      switch (disposition.kind) {
+        case Disposition::Kind::finished:
+        case Disposition::Kind::expired: {
+          bool all_delivered = std::all_of(env.recipients.begin(), env.recipients.end(), [](const auto& r) {
+            return r.state == queue::RecipientState::delivered;
+          });
+          const std::string reason = disposition.kind == Disposition::Kind::expired ? "expired"
+                                     : all_delivered                               ? "delivered"
+                                                                                   : "failed";
+          if (disposition.kind == Disposition::Kind::expired) {
+            log::event("expired", {{"qid", id}, {"attempts", env.attempts}, {"reason", env.last_error}});
+          }
+          stored =
+              co_await SpoolAwait{*loop, [&](queue::Spool::Done done) { spool.remove(id, reason, std::move(done)); }};
+          log::event("finished", {{"qid", id}, {"result", reason}});
+          break;
+        }
+        case Disposition::Kind::retry:
+        case Disposition::Kind::hold: {
+          stored = co_await SpoolAwait{*loop, [&](queue::Spool::Done done) { spool.update(env, std::move(done)); }};
+          const int64_t in_s = (env.next_attempt_us - wall_clock_us()) / 1'000'000;
+          log::event(disposition.kind == Disposition::Kind::hold ? "on_hold" : to_string(env.queue),
+                     {{"qid", id}, {"attempts", env.attempts}, {"next_attempt_in_s", std::max<int64_t>(in_s, 0)},
+                      {"reason", env.last_error}});
+          break;
+        }
+      }
+      if (!stored) log::event("spool_error", {{"qid", id}, {"reason", stored.error()}});
+      engine.message_settled(*this, id);
+      --live_tasks;
+      end_if_done();
+    }
+  };
+
+  Impl(queue::Spool& s, EngineSettings e) : spool(s), settings(std::move(e)), router(settings.routing) {
+    for (unsigned i = 0; i < std::max(1u, settings.loops); ++i) shards.push_back(std::make_unique<Shard>(*this, i));
+  }
 
   queue::Spool& spool;
   EngineSettings settings;
   Router router;
-  // Replaced on reload (set_local_recipients); loop thread only.
-  std::shared_ptr<const local::LocalResolver> local_recipients = settings.local_recipients;
-  bool router_usable = false;
-  std::unique_ptr<io::Loop> loop;
-  std::unique_ptr<dns::Resolver> resolver;
-  // Spool reads, local delivery and the held-domains file.
-  io::OffloadThread offload{"tern-deliver-io"};
-  std::thread thread;
-  std::mt19937_64 rng{std::random_device{}()};
-  // Set by wake() until the loop has taken the request: a burst of committed
-  // messages costs one post, not one each.
+  std::vector<std::unique_ptr<Shard>> shards;  // shards[0] is the home loop
+  // Written once by the home loop's check_router(), before any job exists.
+  std::atomic<bool> router_usable{false};
+  // Outbound connections on every loop, at most max_connections: one count
+  // for all loops, not a share each (a share would cap a destination at its
+  // loop's part of the limit while other loops' slots idle, and could not
+  // keep a limit below the number of loops). Destinations that found no
+  // slot wait in one queue, first come first served whatever their loop,
+  // as they did on one loop: a closing connection hands its slot to the
+  // first of them. A connection opens or closes far less often than a
+  // message moves, so a mutex costs nothing that shows.
+  std::mutex slots_mutex;
+  unsigned connections = 0;  // guarded by slots_mutex
+  struct SlotWaiter {
+    Shard* shard = nullptr;
+    std::string destination;  // its key
+  };
+  std::deque<SlotWaiter> slot_waiters;  // guarded by slots_mutex
+  // Set by request_scan() until the home loop has taken the request: a
+  // burst of committed messages costs one post, not one each.
   std::atomic<bool> wake_posted{false};
-  std::atomic<bool> finished{false};  // the loop has ended
-
   // in_flight.size(), for other threads (ternctl stats).
   std::atomic<size_t> active_messages{0};
+  Handoff<std::string> settled_elsewhere;  // queue IDs settled on other loops: they leave the active set
 
-  // ---- loop thread only ----
+  // ---- home loop only ----
+  // The home loop (shards[0]) keeps what is one for the whole engine: the
+  // scanner and the active set, dispatch (routing, held domains), flush,
+  // hold and release, bounce and local delivery. Dispatch hands each job
+  // to the loop that owns its destination.
+  // Replaced on reload (set_local_recipients).
+  std::shared_ptr<const local::LocalResolver> local_recipients = settings.local_recipients;
   // Queue IDs taken and not yet settled: the active set, at most
   // settings.active_limit (enter_active, leave_active).
   std::unordered_set<std::string> in_flight;
@@ -152,59 +722,102 @@ struct DeliveryEngine::Impl {
   // full, incoming mail and retries take the room by turns.
   size_t scan_start = 0;
   std::set<std::string> held_domains;         // ternctl hold-domain; kept in the spool directory
-  std::unordered_map<std::string, std::unique_ptr<Destination>> destinations;
-  std::deque<Destination*> starved;  // destinations waiting for a connection slot
-  unsigned connections = 0;
-  unsigned live_tasks = 0;
-  bool stopping = false;
   bool wake_requested = false;
   io::Loop::IoAwaiter* scanner_nap = nullptr;
 
-  void run(std::promise<Status>* ready) {
-    auto created = io::Loop::create();
-    if (!created) {
-      ready->set_value(Error{"delivery loop: " + created.error()});
+  Shard& home() { return *shards.front(); }
+
+  // The loop that owns a destination: by a hash that does not change
+  // between runs, so a destination's place is predictable (tests rely on it).
+  Shard& owner(const NextHop& hop) { return *shards[fnv1a64(hop.key()) % shards.size()]; }
+
+  // On loop `from`: `job` joins its destination on the loop that owns it.
+  void hand_job(Shard& from, const NextHop& hop, Job job) {
+    Shard& to = owner(hop);
+    if (&to == &from) {
+      to.enqueue(hop, std::move(job));
       return;
     }
-    loop = std::move(created.value());
-    auto dns = dns::Resolver::create(*loop, settings.dns);
-    if (!dns) {
-      ready->set_value(Error{"dns: " + dns.error()});
+    if (to.jobs_in.add(HandedJob{hop, std::move(job)})) to.loop->post([&to] { to.take_handed_jobs(); });
+  }
+
+  // On loop `shard`: a slot for one more connection to `d`, if
+  // max_connections allows; else `d` waits in line for one (once).
+  bool take_connection_slot(Shard& shard, Destination& d) {
+    std::lock_guard lock(slots_mutex);
+    if (connections < settings.max_connections) {
+      ++connections;
+      return true;
+    }
+    if (!d.starved) {
+      d.starved = true;
+      slot_waiters.push_back({&shard, d.hop.key()});
+    }
+    return false;
+  }
+
+  // Any loop: a connection's slot is free. It passes to the destination
+  // that waited longest, on its loop, or goes back to the count.
+  void release_connection_slot() {
+    SlotWaiter next;
+    {
+      std::lock_guard lock(slots_mutex);
+      if (slot_waiters.empty()) {
+        --connections;
+        return;
+      }
+      next = std::move(slot_waiters.front());
+      slot_waiters.pop_front();
+    }
+    Shard& to = *next.shard;
+    if (to.slots_in.add(std::move(next.destination))) to.loop->post([&to] { to.take_granted_slots(); });
+  }
+
+  // Loop `on` settled message `id`: it leaves the active set, on the home loop.
+  void message_settled(Shard& on, const std::string& id) {
+    if (&on == &home()) {
+      leave_active(id);
       return;
     }
-    resolver = std::move(dns.value());
-    load_held_domains();
-    ready->set_value(Status{});  // `ready` dies with start(); not touched after this
-    io::spawn(scanner());
-    loop->run();
-    finished.store(true, std::memory_order_release);
+    if (settled_elsewhere.add(id)) home().loop->post([this] {
+      for (const std::string& settled : settled_elsewhere.take()) leave_active(settled);
+    });
   }
 
-  // ---- lifecycle ----
-  void begin_stop() {
-    if (stopping) return;
-    stopping = true;
-    if (scanner_nap) loop->cancel(scanner_nap);
-    for (auto& [key, d] : destinations) {
-      for (auto* nap : d->idle) loop->cancel(nap);
-      d->idle.clear();
+  // Thread-safe: the scanner looks for due mail soon.
+  void request_scan() {
+    if (wake_posted.exchange(true, std::memory_order_acq_rel)) return;
+    home().loop->post([this] {
+      wake_posted.store(false, std::memory_order_release);
+      wake();
+    });
+  }
+
+  // ---- lifecycle (thread-safe) ----
+  void stop() {
+    for (auto& shard : shards) {
+      shard->loop->post([this, s = shard.get()] {
+        if (s->is_home() && scanner_nap) s->loop->cancel(scanner_nap);
+        s->begin_stop();
+      });
     }
-    end_if_done();
   }
 
-  void end_if_done() {
-    if (!stopping || live_tasks > 0 || !resolver) return;
-    io::spawn(close_down());
+  bool finished() const {
+    return std::all_of(shards.begin(), shards.end(),
+                       [](const auto& s) { return s->finished.load(std::memory_order_acquire); });
   }
 
-  // The resolver closes c-ares' sockets; their cancelled polls complete on
-  // the loop, so it runs a little longer (bounded) before it stops.
-  io::Task<void> close_down() {
-    resolver.reset();
-    for (int i = 0; i < 100 && loop->in_flight() > 0; ++i) co_await loop->sleep(10);
-    loop->stop();
+  // Every loop still running ends now.
+  void abandon() {
+    for (auto& shard : shards)
+      if (shard->thread.joinable()) shard->loop->post([s = shard.get()] { s->loop->stop(); });
   }
 
+  void join() {
+    for (auto& shard : shards)
+      if (shard->thread.joinable()) shard->thread.join();
+  }
   // A message joins the active set; false when it is in already.
   bool enter_active(const std::string& id) {
     if (!in_flight.insert(id).second) return false;
@@ -229,7 +842,7 @@ struct DeliveryEngine::Impl {
   void wake() {
     wake_requested = true;
     if (scanner_nap) {
-      loop->cancel(scanner_nap);
+      home().loop->cancel(scanner_nap);
       scanner_nap = nullptr;
     }
   }
@@ -262,7 +875,7 @@ struct DeliveryEngine::Impl {
         if (!in_flight.contains(items[i].id)) window.push_back(items[i]);
       }
       if (window.empty()) continue;
-      moved += co_await io::CallbackAwait<size_t>{*loop, [&](std::function<void(size_t)> window_done) {
+      moved += co_await io::CallbackAwait<size_t>{*home().loop, [&](std::function<void(size_t)> window_done) {
         // Completions run on the spool's writer thread.
         struct Progress {
           std::atomic<size_t> left;
@@ -286,12 +899,12 @@ struct DeliveryEngine::Impl {
 
   // ---- flush: make matching messages due now ----
   io::Task<void> flush(std::string target, std::function<void(size_t)> done) {
-    ++live_tasks;
+    ++home().live_tasks;
     struct Listing {
       std::vector<DueNow> to_move;
       size_t due_already = 0;  // in incoming and due: the scanner takes them anyway
     };
-    auto listing = offload.call(*loop, [this, target] {
+    auto listing = home().offload.call(*home().loop, [this, target] {
       Listing out;
       const int64_t now = wall_clock_us();
       for (const auto& env : spool.list()) {
@@ -310,8 +923,8 @@ struct DeliveryEngine::Impl {
     const size_t moved = found.due_already + co_await make_due(found.to_move);
     log::event("flush", {{"target", target.empty() ? std::string("all") : target}, {"messages", moved}});
     done(moved);
-    --live_tasks;
-    end_if_done();
+    --home().live_tasks;
+    home().end_if_done();
   }
 
   // ---- held destinations ----
@@ -342,7 +955,7 @@ struct DeliveryEngine::Impl {
   // Holds (`hold` true) or releases a destination. Releasing moves the
   // messages held for it back to incoming. `done(n)`: messages released.
   io::Task<void> hold_domain(std::string domain, bool hold, std::function<void(Result<size_t>)> done) {
-    ++live_tasks;
+    ++home().live_tasks;
     domain = ascii_lower(domain);
     if (hold) {
       held_domains.insert(domain);
@@ -350,11 +963,11 @@ struct DeliveryEngine::Impl {
       held_domains.erase(domain);
     }
     const std::string path = held_domains_path();
-    auto save = offload.call(*loop, [path, domains = held_domains] { return save_held_domains(path, domains); });
+    auto save = home().offload.call(*home().loop, [path, domains = held_domains] { return save_held_domains(path, domains); });
     Status saved = co_await save;
     size_t released = 0;
     if (saved && !hold) {
-      auto listing = offload.call(*loop, [this, domain] {
+      auto listing = home().offload.call(*home().loop, [this, domain] {
         // Back as deferred mail (retry1), not as new mail: see make_due().
         std::vector<DueNow> out;
         for (const auto& env : spool.list()) {
@@ -377,27 +990,27 @@ struct DeliveryEngine::Impl {
     } else {
       done(Error{saved.error()});
     }
-    --live_tasks;
-    end_if_done();
+    --home().live_tasks;
+    home().end_if_done();
   }
 
   // ---- scanner: due messages → active → jobs ----
   io::Task<void> scanner() {
-    ++live_tasks;
+    ++home().live_tasks;
     co_await check_router();
-    while (!stopping) {
+    while (!home().stopping) {
       co_await scan_once();
-      if (stopping) break;
+      if (home().stopping) break;
       if (!wake_requested) {
-        auto nap = loop->sleep(settings.scan_interval_ms);
+        auto nap = home().loop->sleep(settings.scan_interval_ms);
         scanner_nap = &nap;
         co_await nap;
         scanner_nap = nullptr;
       }
       wake_requested = false;
     }
-    --live_tasks;
-    end_if_done();
+    --home().live_tasks;
+    home().end_if_done();
   }
 
   // The old system ran without its mail router when the name did not
@@ -405,9 +1018,9 @@ struct DeliveryEngine::Impl {
   io::Task<void> check_router() {
     const auto& hop = settings.routing.router;
     if (!hop) co_return;
-    auto addresses = co_await resolver->resolve_addresses(hop->host);
+    auto addresses = co_await home().resolver->resolve_addresses(hop->host);
     router_usable = addresses.ok();
-    if (router_usable) {
+    if (addresses.ok()) {
       log::event("router_ready", {{"router", hop->host}, {"port", hop->port}});
     } else {
       log::event("router_unavailable", {{"router", hop->host}, {"reason", addresses.error().message}});
@@ -428,10 +1041,10 @@ struct DeliveryEngine::Impl {
         co_return;
       }
       const size_t limit = std::min(settings.scan_batch, settings.active_limit - in_flight.size());
-      auto read_due = offload.call(*loop, [this, q, now, limit] { return spool.due(q, now, limit); });
+      auto read_due = home().offload.call(*home().loop, [this, q, now, limit] { return spool.due(q, now, limit); });
       std::vector<queue::Envelope> due = co_await read_due;
       for (auto& envelope : due) {
-        if (stopping) co_return;
+        if (home().stopping) co_return;
         if (!enter_active(envelope.id)) continue;
         io::spawn(take(std::move(envelope)));
       }
@@ -439,13 +1052,13 @@ struct DeliveryEngine::Impl {
   }
 
   io::Task<void> take(queue::Envelope envelope) {
-    ++live_tasks;
+    ++home().live_tasks;
     const std::string id = envelope.id;
-    Status claimed = co_await SpoolAwait{*loop, [&](queue::Spool::Done done) { spool.claim(id, std::move(done)); }};
+    Status claimed = co_await SpoolAwait{*home().loop, [&](queue::Spool::Done done) { spool.claim(id, std::move(done)); }};
     if (!claimed) {
       log::event("take_failed", {{"qid", id}, {"reason", claimed.error()}});
       leave_active(id);
-    } else if (!stopping) {
+    } else if (!home().stopping) {
       auto message = message_of(std::move(envelope));
       message->envelope.queue = queue::QueueName::active;
       if (message->taken_from != queue::QueueName::incoming)
@@ -454,11 +1067,12 @@ struct DeliveryEngine::Impl {
                            {"attempts", message->envelope.attempts}});
       dispatch(std::move(message));
     }
-    --live_tasks;
-    end_if_done();
+    --home().live_tasks;
+    home().end_if_done();
   }
 
-  // Groups the pending recipients by next hop: one job per hop.
+  // Groups the pending recipients by next hop: one job per hop, handed to
+  // the loop that owns the hop.
   void dispatch(std::shared_ptr<Message> message) {
     std::vector<std::pair<NextHop, std::vector<size_t>>> groups;
     std::vector<size_t> local_indices;
@@ -485,264 +1099,11 @@ struct DeliveryEngine::Impl {
     }
     message->jobs_left = static_cast<unsigned>(groups.size()) + (local_indices.empty() ? 0 : 1);
     if (message->jobs_left == 0) {
-      io::spawn(settle_message(std::move(message)));
+      io::spawn(home().settle_message(std::move(message)));
       return;
     }
     if (!local_indices.empty()) io::spawn(deliver_local(message, std::move(local_indices)));
-    for (auto& [hop, indices] : groups) enqueue(hop, Job{message, std::move(indices)});
-  }
-
-  // ---- destinations ----
-  Destination& destination(const NextHop& hop) {
-    auto& slot = destinations[hop.key()];
-    if (!slot) {
-      slot = std::make_unique<Destination>();
-      slot->hop = hop;
-    }
-    return *slot;
-  }
-
-  void enqueue(const NextHop& hop, Job job) {
-    Destination& d = destination(hop);
-    d.jobs.push_back(std::move(job));
-    if (!d.idle.empty()) {
-      loop->cancel(d.idle.back());  // an idle connection takes it
-      d.idle.pop_back();
-      return;
-    }
-    pump(d);
-  }
-
-  // Opens connections while jobs outnumber the connections about to take
-  // one, within the limits; jobs held back by a limit are logged once as
-  // "resource busy" and wait in memory for the next free connection.
-  void pump(Destination& d) {
-    while (!stopping && d.jobs.size() > d.unassigned && d.connections < settings.max_per_destination &&
-           connections < settings.max_connections) {
-      io::spawn(serve(d));
-    }
-    if (stopping || d.jobs.size() <= d.unassigned) return;
-    if (connections >= settings.max_connections && !d.starved) {
-      d.starved = true;
-      starved.push_back(&d);
-    }
-    for (; d.jobs_seen_busy < d.jobs.size(); ++d.jobs_seen_busy) {
-      Job& job = d.jobs[d.jobs_seen_busy];
-      // A job moved here from another destination (fallback) may be logged already.
-      if (job.busy_logged) continue;
-      job.busy_logged = true;
-      log::event("resource_busy", {{"qid", job.message->envelope.id},
-                                   {"destination", d.hop.host},
-                                   {"limit", connections >= settings.max_connections ? "max_connections"
-                                                                                      : "max_per_destination"}});
-    }
-  }
-
-  void connection_closed(Destination& d) {
-    std::deque<Destination*> waiting;
-    waiting.swap(starved);
-    for (Destination* s : waiting) {
-      s->starved = false;
-      pump(*s);
-    }
-    pump(d);
-    if (d.connections == 0 && d.jobs.empty()) destinations.erase(d.hop.key());
-  }
-
-  // One connection's life: connect to the first host that answers, then
-  // carry jobs of this destination until none is left for
-  // connection_cache_ms, the per-connection limit is reached or the
-  // connection breaks; reconnect while jobs remain.
-  io::Task<void> serve(Destination& d) {
-    ++live_tasks;
-    ++connections;
-    ++d.connections;
-    ++d.unassigned;
-    while (!stopping && !d.jobs.empty()) {
-      auto hosts = co_await candidates(d.hop);
-      if (!hosts) {
-        fail_destination(d, hosts.error());
-        break;
-      }
-      std::unique_ptr<SmtpClient> client;
-      std::string relay;
-      RouteFailure last{false, "4.4.1", "no host could be reached", true};
-      bool all_permanent = true;
-      for (const Candidate& c : hosts.value()) {
-        ClientTarget target{c.endpoint, c.name, d.hop.tls, d.hop.auth, false};
-        auto opened = co_await SmtpClient::open(*loop, target, settings.client);
-        if (!opened && opened.error().retry_without_tls) {
-          // Policy "may": a failed handshake falls back to plain text (RFC 7435).
-          log::event("tls_fallback", {{"destination", d.hop.host}, {"relay", c.name + "[" + c.endpoint.text + "]"},
-                                      {"reason", opened.error().text}});
-          target.plain_text_only = true;
-          opened = co_await SmtpClient::open(*loop, target, settings.client);
-        }
-        if (opened) {
-          client = std::move(opened.value());
-          relay = c.name + "[" + c.endpoint.text + "]";
-          break;
-        }
-        const ClientError& e = opened.error();
-        log::event("connect_failed", {{"destination", d.hop.host},
-                                      {"relay", c.name + "[" + c.endpoint.text + "]"},
-                                      {"phase", e.phase},
-                                      {"reason", e.text}});
-        all_permanent = all_permanent && e.permanent;
-        last = RouteFailure{false, e.enhanced, e.text + " (" + c.name + "[" + c.endpoint.text + "])", true};
-      }
-      if (!client) {
-        last.permanent = all_permanent;
-        fail_destination(d, last);
-        break;
-      }
-      unsigned sent = 0;
-      for (;;) {
-        if (d.jobs.empty()) {
-          bool more = co_await wait_for_job(d);
-          if (!more) break;
-        }
-        Job job = std::move(d.jobs.front());
-        d.jobs.pop_front();
-        if (d.jobs_seen_busy > 0) --d.jobs_seen_busy;
-        --d.unassigned;
-        co_await deliver(d, *client, relay, std::move(job));
-        ++d.unassigned;
-        if (stopping || !client->usable() || ++sent >= settings.max_messages_per_connection) break;
-      }
-      co_await client->quit();
-    }
-    --d.unassigned;
-    --d.connections;
-    --connections;
-    connection_closed(d);
-    --live_tasks;
-    end_if_done();
-  }
-
-  // Idle: wait for a job up to connection_cache_ms. False when none came.
-  io::Task<bool> wait_for_job(Destination& d) {
-    const int64_t deadline = wall_clock_us() + settings.connection_cache_ms * 1000;
-    while (!stopping && d.jobs.empty()) {
-      const int64_t left_ms = (deadline - wall_clock_us()) / 1000;
-      if (left_ms <= 0) break;
-      auto nap = loop->sleep(left_ms);
-      d.idle.push_back(&nap);
-      co_await nap;
-      // Woken by enqueue() (which removed the nap), by stop, or by the timer.
-      std::erase(d.idle, &nap);
-    }
-    co_return !stopping && !d.jobs.empty();
-  }
-
-  // The message's content, read from the spool at its first use. False
-  // when it cannot be read: the job's recipients then wait for a retry.
-  io::Task<bool> load_content(const Job& job, const std::string& relay, bool encrypted) {
-    Message& m = *job.message;
-    if (m.content) co_return true;
-    const std::string id = m.envelope.id;
-    auto read = offload.call(*loop, [this, id] { return spool.read_body(id); });
-    Result<std::string> content = co_await read;
-    if (!content) {
-      finish_job(job, temporary_for(job, "4.3.0", "cannot read the message from the spool: " + content.error()),
-                 relay, encrypted, std::nullopt);
-      co_return false;
-    }
-    // Another job of this message may have loaded it meanwhile and be
-    // sending from it: never replace content once set.
-    if (!m.content) m.content = std::move(content.value());
-    co_return true;
-  }
-
-  io::Task<void> deliver(Destination& d, SmtpClient& client, const std::string& relay, Job job) {
-    Message& m = *job.message;
-    auto loading = load_content(job, relay, client.encrypted());
-    const bool loaded = co_await loading;
-    if (!loaded) co_return;
-    if (settings.destination_rate > 0) {
-      const int64_t now = wall_clock_us();
-      const int64_t slot = std::max(now, d.next_send_us);
-      d.next_send_us = slot + static_cast<int64_t>(1e6 / settings.destination_rate);
-      if (slot - now >= 1000) co_await loop->sleep((slot - now) / 1000);
-    }
-    OutboundMessage outbound{&m.envelope, job.recipients, &*m.content};
-    std::vector<RecipientOutcome> outcomes = co_await client.send(outbound);
-    finish_job(job, outcomes, relay, client.encrypted(),
-               client.capabilities().has("DSN") ? std::nullopt : std::optional(dsn::Action::relayed));
-  }
-
-  // The hosts of a destination, best first: its MX hosts (without us) or
-  // the relay host's addresses.
-  io::Task<Result<std::vector<Candidate>, RouteFailure>> candidates(const NextHop& hop) {
-    std::vector<Candidate> out;
-    if (hop.kind == NextHop::Kind::mx) {
-      dns::DnsResult<dns::MxRoute> route = co_await resolver->resolve_mx(hop.host);
-      if (route) route = dns::drop_ourselves(std::move(route.value()), settings.our_addresses);
-      if (!route) {
-        const dns::DnsError& e = route.error();
-        log::event("mx_lookup_failed", {{"domain", hop.host}, {"reason", e.message}});
-        const bool fallback = e.failure != dns::Failure::null_mx && e.failure != dns::Failure::mail_loop;
-        co_return RouteFailure{e.permanent(), std::string(e.enhanced_code()), e.message, fallback};
-      }
-      for (const auto& host : route->hosts) {
-        for (const auto& address : host.addresses) {
-          if (out.size() == kMaxAddressesPerDestination) break;
-          auto endpoint = io::parse_endpoint(endpoint_text(address, settings.smtp_port));
-          if (endpoint) out.push_back(Candidate{host.name, std::move(endpoint.value())});
-        }
-      }
-    } else {
-      // An address literal in a recipient's domain is reached like an MX host.
-      const uint16_t port = hop.via == "mx" ? settings.smtp_port : hop.port;
-      dns::DnsResult<std::vector<dns::IpAddress>> addresses = co_await resolver->resolve_addresses(hop.host);
-      if (!addresses) {
-        const dns::DnsError& e = addresses.error();
-        log::event("host_lookup_failed", {{"host", hop.host}, {"reason", e.message}});
-        co_return RouteFailure{e.permanent(), std::string(e.enhanced_code()), e.message, false};
-      }
-      for (const auto& address : addresses.value()) {
-        if (out.size() == kMaxAddressesPerDestination) break;
-        auto endpoint = io::parse_endpoint(endpoint_text(address, port));
-        if (endpoint) out.push_back(Candidate{hop.host, std::move(endpoint.value())});
-      }
-    }
-    if (out.empty()) co_return RouteFailure{true, "5.4.4", "no address to deliver to for " + hop.host, true};
-    co_return out;
-  }
-
-  // Every job waiting for `d` fails the way its route failed, or goes to the
-  // mail router when direct delivery found no route and there is one.
-  void fail_destination(Destination& d, const RouteFailure& failure) {
-    std::deque<Job> jobs;
-    jobs.swap(d.jobs);
-    d.jobs_seen_busy = 0;
-    std::optional<NextHop> fallback;
-    if (failure.fallback_allowed && d.hop.via == "mx") fallback = router.fallback(router_usable);
-    for (auto& job : jobs) {
-      if (fallback) {
-        log::event("fallback", {{"qid", job.message->envelope.id}, {"destination", d.hop.host},
-                                {"router", fallback->host}, {"reason", failure.text}});
-        enqueue(*fallback, std::move(job));
-        continue;
-      }
-      std::vector<RecipientOutcome> outcomes;
-      for (size_t i : job.recipients) {
-        RecipientOutcome o;
-        o.recipient = i;
-        o.kind = failure.permanent ? RecipientOutcome::Kind::permanent : RecipientOutcome::Kind::temporary;
-        o.enhanced = failure.enhanced;
-        o.text = failure.text;
-        outcomes.push_back(std::move(o));
-      }
-      finish_job(job, outcomes, "", false, std::nullopt);
-    }
-  }
-
-  static std::vector<RecipientOutcome> temporary_for(const Job& job, std::string enhanced, std::string text) {
-    std::vector<RecipientOutcome> outcomes;
-    for (size_t i : job.recipients)
-      outcomes.push_back(RecipientOutcome{i, RecipientOutcome::Kind::temporary, 0, enhanced, text});
-    return outcomes;
+    for (auto& [hop, indices] : groups) hand_job(home(), hop, Job{message, std::move(indices)});
   }
 
   // ---- local delivery ----
@@ -750,29 +1111,30 @@ struct DeliveryEngine::Impl {
   // catch-all, plus-addressing) and written into its Maildirs on the
   // offload thread; alias targets elsewhere are forwarded as a new message.
   io::Task<void> deliver_local(std::shared_ptr<Message> message, std::vector<size_t> indices) {
-    ++live_tasks;
+    ++home().live_tasks;
     Message& m = *message;
     Job job{message, indices};
-    auto loading = load_content(job, "local", false);
-    const bool loaded = co_await loading;
-    if (!loaded) {
-      --live_tasks;
-      end_if_done();
+    auto loading = home().load_content(job, "local", false);
+    const std::shared_ptr<const std::string> content = co_await loading;
+    if (!content) {
+      --home().live_tasks;
+      home().end_if_done();
       co_return;
     }
     std::vector<RecipientOutcome> outcomes;
     for (size_t i : indices) {
       const std::string address = m.envelope.recipients[i].address;
-      auto delivery = deliver_one_local(m, i, address);
+      auto delivery = deliver_one_local(m, content, i, address);
       RecipientOutcome outcome = co_await delivery;
       outcomes.push_back(std::move(outcome));
     }
-    finish_job(job, outcomes, "local", false, std::optional(dsn::Action::delivered));
-    --live_tasks;
-    end_if_done();
+    home().finish_job(job, outcomes, "local", false, std::optional(dsn::Action::delivered));
+    --home().live_tasks;
+    home().end_if_done();
   }
 
-  io::Task<RecipientOutcome> deliver_one_local(Message& m, size_t index, std::string address) {
+  io::Task<RecipientOutcome> deliver_one_local(Message& m, std::shared_ptr<const std::string> content, size_t index,
+                                               std::string address) {
     using Kind = RecipientOutcome::Kind;
     const local::Resolution who = local_recipients->resolve(address);
     if (!who.known) {
@@ -781,7 +1143,7 @@ struct DeliveryEngine::Impl {
                                  loop_found ? "alias expansion loop" : "no such user here"};
     }
     // A message that already went through this mailbox is looping.
-    if (local::delivered_to_present(*m.content, address))
+    if (local::delivered_to_present(*content, address))
       co_return RecipientOutcome{index, Kind::permanent, 554, "5.4.6", "mail forwarding loop for " + address};
 
     std::vector<std::string> mailboxes, forward;
@@ -789,8 +1151,7 @@ struct DeliveryEngine::Impl {
       (target.kind == local::LocalTarget::Kind::mailbox ? mailboxes : forward).push_back(target.value);
     const std::string prefix = concat({"Return-Path: <", m.envelope.sender, ">\r\nDelivered-To: ", address, "\r\n"});
     const LocalSettings& ls = settings.local;
-    const std::string* content = &*m.content;
-    auto write = offload.call(*loop, [&ls, mailboxes, prefix, content, host = settings.client.helo_name] {
+    auto write = home().offload.call(*home().loop, [&ls, mailboxes, prefix, content, host = settings.client.helo_name] {
       std::vector<local::MaildirResult> results;
       for (const auto& user : mailboxes)
         results.push_back(
@@ -818,7 +1179,7 @@ struct DeliveryEngine::Impl {
       if (failure) continue;
       if (r.kind == local::MaildirResult::Kind::over_quota) {
         // A message larger than the whole quota would wait in vain.
-        const bool never_fits = m.content->size() > ls.quota_of(mailboxes[k]);
+        const bool never_fits = content->size() > ls.quota_of(mailboxes[k]);
         failure = ls.quota_permanent || never_fits
                       ? RecipientOutcome{index, Kind::permanent, 552, "5.2.2", "mailbox of " + mailboxes[k] + " is full"}
                       : RecipientOutcome{index, Kind::temporary, 452, "4.2.2", "mailbox of " + mailboxes[k] + " is full"};
@@ -829,7 +1190,7 @@ struct DeliveryEngine::Impl {
     if (failure && written == 0 && forward.empty()) co_return *failure;
     if (failure) forward.insert(forward.end(), requeue.begin(), requeue.end());
     if (!forward.empty()) {
-      auto forwarded = forward_message(m, index, address, forward);
+      auto forwarded = forward_message(m, *content, index, address, forward);
       Status st = co_await forwarded;
       if (!st) co_return RecipientOutcome{index, Kind::temporary, 451, "4.3.0", "cannot forward: " + st.error()};
     }
@@ -842,7 +1203,7 @@ struct DeliveryEngine::Impl {
   // An alias pointing elsewhere: a new message from the same sender to the
   // targets, marked Delivered-To the alias (loop protection), queued like
   // any other (synced) and delivered by this engine.
-  io::Task<Status> forward_message(Message& m, size_t index, const std::string& alias,
+  io::Task<Status> forward_message(Message& m, const std::string& content, size_t index, const std::string& alias,
                                    const std::vector<std::string>& targets) {
     queue::Envelope e;
     e.id = queue::new_queue_id();
@@ -861,13 +1222,13 @@ struct DeliveryEngine::Impl {
     e.arrival_us = now;
     e.protocol = "local";
     e.message_id = m.envelope.message_id;
-    std::string body = concat({"Delivered-To: ", alias, "\r\n", *m.content});
+    std::string body = concat({"Delivered-To: ", alias, "\r\n", content});
     e.body_size = body.size();
     e.body_chunks = 1;
     e.queue = queue::QueueName::incoming;
     e.next_attempt_us = now;
     const std::string new_id = e.id;
-    Status st = co_await SpoolAwait{*loop, [&](queue::Spool::Done done) {
+    Status st = co_await SpoolAwait{*home().loop, [&](queue::Spool::Done done) {
                                       spool.commit(std::move(e), std::move(body), std::move(done));
                                     }};
     if (st) {
@@ -878,56 +1239,18 @@ struct DeliveryEngine::Impl {
     co_return st;
   }
 
-  // ---- notices (DSNs) ----
-  // Queues the notices `events` of `m` call for, each committed like a
-  // received message (synced), and logs those that were due but dropped.
-  io::Task<void> queue_notices(Message& m, const std::vector<dsn::RecipientEvent>& events) {
-    const std::string id = m.envelope.id;
-    if (!m.content) {
-      auto read = offload.call(*loop, [this, id] { return spool.read_body(id); });
-      Result<std::string> content = co_await read;
-      if (content) {
-        m.content = std::move(content.value());
-      } else {
-        log::event("spool_error", {{"qid", id}, {"reason", "notice without the message: " + content.error()}});
-      }
-    }
-    const int64_t now = wall_clock_us();
-    dsn::NoticePlan plan =
-        dsn::plan_notices(m.envelope, events, m.content ? std::string_view(*m.content) : std::string_view(),
-                          settings.notices, now, m.envelope.arrival_us + settings.retry.max_age_us,
-                          [] { return queue::new_queue_id(); });
-    for (const auto& why : plan.dropped) log::event("dsn_dropped", {{"qid", id}, {"reason", why}});
-    for (auto& notice : plan.notices) {
-      const std::string notice_id = notice.envelope.id;
-      Status st = co_await SpoolAwait{*loop, [&](queue::Spool::Done done) {
-                                        spool.commit(notice.envelope, std::move(notice.content), std::move(done));
-                                      }};
-      if (!st) {
-        log::event("spool_error", {{"qid", id}, {"reason", "cannot queue a notice: " + st.error()}});
-        continue;
-      }
-      log::event("dsn_queued", {{"qid", id},
-                                {"dsn_qid", notice_id},
-                                {"action", dsn::action_name(notice.action)},
-                                {"audience", dsn::audience_name(notice.audience)},
-                                {"to", notice.envelope.recipients.front().address}});
-    }
-    if (!plan.notices.empty()) wake();
-  }
-
   // ---- ternctl bounce ----
   io::Task<void> bounce(std::string id, std::vector<std::string> names, std::function<void(Result<size_t>)> done) {
-    ++live_tasks;
+    ++home().live_tasks;
     Result<size_t> result = co_await bounce_message(id, names);
     done(std::move(result));
-    --live_tasks;
-    end_if_done();
+    --home().live_tasks;
+    home().end_if_done();
   }
 
   io::Task<Result<size_t>> bounce_message(const std::string& id, const std::vector<std::string>& names) {
     if (!enter_active(id)) co_return Error{"message " + id + " is being delivered; try again shortly"};
-    auto read = offload.call(*loop, [this, id] { return spool.get(id); });
+    auto read = home().offload.call(*home().loop, [this, id] { return spool.get(id); });
     std::optional<queue::Envelope> found = co_await read;
     // Not co_await inside ?: (g++ 12 miscompiles co_await in conditional expressions).
     Result<size_t> result = Error{"no message " + id};
@@ -965,94 +1288,19 @@ struct DeliveryEngine::Impl {
       log::event("bounced", {{"qid", env.id}, {"rcpt", r.address}, {"reason", r.last_error}});
     }
     if (events.empty()) co_return Error{"message " + env.id + " has no pending recipient"};
-    co_await queue_notices(*message, events);
+    co_await home().queue_notices(*message, events);
     const std::string id = env.id;
     Status stored;
     if (has_pending(env)) {
-      stored = co_await SpoolAwait{*loop, [&](queue::Spool::Done d) { spool.update(env, std::move(d)); }};
+      stored = co_await SpoolAwait{*home().loop, [&](queue::Spool::Done d) { spool.update(env, std::move(d)); }};
     } else {
-      stored = co_await SpoolAwait{*loop, [&](queue::Spool::Done d) { spool.remove(id, "bounced", std::move(d)); }};
+      stored = co_await SpoolAwait{*home().loop, [&](queue::Spool::Done d) { spool.remove(id, "bounced", std::move(d)); }};
       if (stored) log::event("finished", {{"qid", id}, {"result", "bounced"}});
     }
     if (!stored) co_return Error{"spool: " + stored.error()};
     co_return events.size();
   }
 
-  // ---- settling ----
-  // `on_success`: the success notice a delivered recipient gets, if asked
-  // (none when the server offered DSN and carries NOTIFY onward).
-  void finish_job(const Job& job, const std::vector<RecipientOutcome>& outcomes, const std::string& relay,
-                  bool encrypted, std::optional<dsn::Action> on_success) {
-    Message& m = *job.message;
-    const int64_t now = wall_clock_us();
-    for (const auto& o : outcomes) {
-      record_outcome(m.envelope, o, relay, now);
-      if (o.recipient >= m.envelope.recipients.size()) continue;
-      if (o.kind == RecipientOutcome::Kind::delivered) m.success_notice[o.recipient] = on_success;
-      log::event(kind_name(o.kind), {{"qid", m.envelope.id},
-                                     {"rcpt", m.envelope.recipients[o.recipient].address},
-                                     {"relay", relay.empty() ? std::string("none") : relay},
-                                     {"tls", encrypted ? "yes" : "no"},
-                                     {"code", o.code},
-                                     {"dsn", o.enhanced},
-                                     {"reply", o.text}});
-    }
-    if (--m.jobs_left == 0) io::spawn(settle_message(job.message));
-  }
-
-  io::Task<void> settle_message(std::shared_ptr<Message> message) {
-    ++live_tasks;
-    queue::Envelope& env = message->envelope;
-    const std::string id = env.id;
-    const int64_t now = wall_clock_us();
-    const Disposition disposition = settle(env, settings.retry, now, message->waiting, rng);
-    // The notices go to the spool before the outcome that calls for them:
-    // a crash in between means a notice too many, never one missing.
-    std::vector<dsn::RecipientEvent> events;
-    for (size_t i = 0; i < env.recipients.size(); ++i) {
-      queue::Recipient& r = env.recipients[i];
-      if (message->states_at_take[i] != queue::RecipientState::pending) continue;
-      if (r.state == queue::RecipientState::failed) events.push_back({i, dsn::Action::failed});
-      if (r.state == queue::RecipientState::delivered && message->success_notice[i])
-        events.push_back({i, *message->success_notice[i]});
-      if (disposition.kind == Disposition::Kind::retry && dsn::delay_notice_due(env, r, settings.notices, now)) {
-        events.push_back({i, dsn::Action::delayed});
-        r.delay_notified_us = now;
-      }
-    }
-    if (!events.empty()) co_await queue_notices(*message, events);
-    Status stored;
-    switch (disposition.kind) {
-      case Disposition::Kind::finished:
-      case Disposition::Kind::expired: {
-        bool all_delivered = std::all_of(env.recipients.begin(), env.recipients.end(), [](const auto& r) {
-          return r.state == queue::RecipientState::delivered;
-        });
-        const std::string reason = disposition.kind == Disposition::Kind::expired ? "expired"
-                                   : all_delivered                               ? "delivered"
-                                                                                 : "failed";
-        if (disposition.kind == Disposition::Kind::expired) {
-          log::event("expired", {{"qid", id}, {"attempts", env.attempts}, {"reason", env.last_error}});
-        }
-        stored = co_await SpoolAwait{*loop, [&](queue::Spool::Done done) { spool.remove(id, reason, std::move(done)); }};
-        log::event("finished", {{"qid", id}, {"result", reason}});
-        break;
-      }
-      case Disposition::Kind::retry:
-      case Disposition::Kind::hold: {
-        stored = co_await SpoolAwait{*loop, [&](queue::Spool::Done done) { spool.update(env, std::move(done)); }};
-        const int64_t in_s = (env.next_attempt_us - wall_clock_us()) / 1'000'000;
-        log::event(disposition.kind == Disposition::Kind::hold ? "on_hold" : to_string(env.queue),
-                   {{"qid", id}, {"attempts", env.attempts}, {"next_attempt_in_s", std::max<int64_t>(in_s, 0)},
-                    {"reason", env.last_error}});
-        break;
-      }
-    }
-    if (!stored) log::event("spool_error", {{"qid", id}, {"reason", stored.error()}});
-    leave_active(id);
-    --live_tasks;
-    end_if_done();
-  }
 };
 
 uint64_t LocalSettings::quota_of(std::string_view user) const {
@@ -1063,17 +1311,14 @@ uint64_t LocalSettings::quota_of(std::string_view user) const {
 
 Result<std::unique_ptr<DeliveryEngine>> DeliveryEngine::start(queue::Spool& spool, EngineSettings settings) {
   auto impl = std::make_unique<Impl>(spool, std::move(settings));
-  std::promise<Status> ready;
-  auto result = ready.get_future();
-  Impl* raw = impl.get();
-  impl->thread = std::thread([raw, &ready] {
-    name_this_thread("tern-deliver");
-    raw->run(&ready);
-  });
-  Status status = result.get();
-  if (!status) {
-    impl->thread.join();
-    return Error{status.error()};
+  // The home loop starts last: its scanner hands jobs to the others at once.
+  for (size_t i = impl->shards.size(); i-- > 0;) {
+    Status started = impl->shards[i]->start();
+    if (!started) {
+      impl->abandon();
+      impl->join();
+      return Error{started.error()};
+    }
   }
   return std::unique_ptr<DeliveryEngine>(new DeliveryEngine(std::move(impl)));
 }
@@ -1082,27 +1327,17 @@ DeliveryEngine::DeliveryEngine(std::unique_ptr<Impl> impl) : impl_(std::move(imp
 
 DeliveryEngine::~DeliveryEngine() {
   stop();
-  if (impl_->thread.joinable()) impl_->thread.join();
+  impl_->join();
 }
 
-void DeliveryEngine::wake() {
-  Impl* impl = impl_.get();
-  if (impl->wake_posted.exchange(true, std::memory_order_acq_rel)) return;
-  impl->loop->post([impl] {
-    impl->wake_posted.store(false, std::memory_order_release);
-    impl->wake();
-  });
-}
+void DeliveryEngine::wake() { impl_->request_scan(); }
 
-void DeliveryEngine::stop() {
-  Impl* impl = impl_.get();
-  impl->loop->post([impl] { impl->begin_stop(); });
-}
+void DeliveryEngine::stop() { impl_->stop(); }
 
 void DeliveryEngine::flush(std::string target, std::function<void(size_t)> done) {
   Impl* impl = impl_.get();
-  impl->loop->post([impl, target = std::move(target), done = std::move(done)]() mutable {
-    if (impl->stopping) {
+  impl->home().loop->post([impl, target = std::move(target), done = std::move(done)]() mutable {
+    if (impl->home().stopping) {
       done(0);
       return;
     }
@@ -1113,18 +1348,20 @@ void DeliveryEngine::flush(std::string target, std::function<void(size_t)> done)
 void DeliveryEngine::bounce(std::string id, std::vector<std::string> recipients,
                             std::function<void(Result<size_t>)> done) {
   Impl* impl = impl_.get();
-  impl->loop->post([impl, id = std::move(id), recipients = std::move(recipients), done = std::move(done)]() mutable {
-    if (impl->stopping) {
-      done(Error{"ternd is stopping"});
-      return;
-    }
-    io::spawn(impl->bounce(std::move(id), std::move(recipients), std::move(done)));
-  });
+  impl->home().loop->post(
+      [impl, id = std::move(id), recipients = std::move(recipients), done = std::move(done)]() mutable {
+        if (impl->home().stopping) {
+          done(Error{"ternd is stopping"});
+          return;
+        }
+        io::spawn(impl->bounce(std::move(id), std::move(recipients), std::move(done)));
+      });
 }
 
 void DeliveryEngine::set_local_recipients(std::shared_ptr<const local::LocalResolver> resolver) {
   Impl* impl = impl_.get();
-  impl->loop->post([impl, resolver = std::move(resolver)]() mutable { impl->local_recipients = std::move(resolver); });
+  impl->home().loop->post(
+      [impl, resolver = std::move(resolver)]() mutable { impl->local_recipients = std::move(resolver); });
 }
 
 size_t DeliveryEngine::active_messages() const {
@@ -1133,8 +1370,8 @@ size_t DeliveryEngine::active_messages() const {
 
 void DeliveryEngine::hold_domain(std::string domain, bool hold, std::function<void(Result<size_t>)> done) {
   Impl* impl = impl_.get();
-  impl->loop->post([impl, domain = std::move(domain), hold, done = std::move(done)]() mutable {
-    if (impl->stopping) {
+  impl->home().loop->post([impl, domain = std::move(domain), hold, done = std::move(done)]() mutable {
+    if (impl->home().stopping) {
       done(Error{"ternd is stopping"});
       return;
     }
@@ -1142,11 +1379,8 @@ void DeliveryEngine::hold_domain(std::string domain, bool hold, std::function<vo
   });
 }
 
-bool DeliveryEngine::finished() const { return impl_->finished.load(std::memory_order_acquire); }
+bool DeliveryEngine::finished() const { return impl_->finished(); }
 
-void DeliveryEngine::abandon() {
-  Impl* impl = impl_.get();
-  impl->loop->post([impl] { impl->loop->stop(); });
-}
+void DeliveryEngine::abandon() { impl_->abandon(); }
 
 }  // namespace tern::delivery

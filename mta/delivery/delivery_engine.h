@@ -1,16 +1,21 @@
-// The outbound half of ternd: one thread with its own io_uring loop that
-// takes due messages from the spool, routes each recipient, resolves MX
-// hosts, delivers over cached connections within the concurrency limits,
-// and records every outcome (delivered, retry1, retry2, failed) back in the
-// spool. ternd's workers only receive; this thread only delivers.
+// The outbound half of ternd: delivery loops (threads with their own
+// io_uring loops) that take due messages from the spool, route each
+// recipient, resolve MX hosts, deliver over cached connections within the
+// concurrency limits, and record every outcome (delivered, retry1, retry2,
+// failed) back in the spool. ternd's workers only receive; these threads
+// only deliver.
 //
-// Inside (all on the engine's loop; see docs/ARCHITECTURE.md):
+// Inside (see docs/ARCHITECTURE.md):
 //   scanner      due messages from incoming, retry1, retry2 → active
-//   router       each pending recipient → next hop; jobs grouped by hop
-//   destinations per hop: a job queue, connections (at most
-//                max_per_destination), idle connections kept for reuse
+//                (the home loop, loop 0)
+//   router       each pending recipient → next hop; jobs grouped by hop,
+//                each handed to the loop that owns its hop (home loop)
+//   destinations per hop, on the loop that owns it: a job queue,
+//                connections (at most max_per_destination), idle
+//                connections kept for reuse
 //   settle       outcomes → envelope → finished / retry queue / expired;
-//                the notices they call for (DSNs) are queued first
+//                the notices they call for (DSNs) are queued first (on the
+//                loop that finished the message's last job)
 #pragma once
 #include <functional>
 #include <memory>
@@ -48,7 +53,8 @@ struct EngineSettings {
   dns::ResolverOptions dns;
   std::vector<dns::IpAddress> our_addresses;  // MX hosts with these addresses are us (5.4.6)
   uint16_t smtp_port = 25;                    // port of MX hosts and of hops without one
-  unsigned max_connections = 500;             // outbound, in total
+  unsigned loops = 1;                         // delivery loops (threads), each owning its share of destinations
+  unsigned max_connections = 500;             // outbound, in total, over every loop
   unsigned max_per_destination = 20;
   double destination_rate = 0;                // messages/s per destination; 0 = unlimited
   unsigned max_messages_per_connection = 100;
@@ -60,8 +66,8 @@ struct EngineSettings {
 
 class DeliveryEngine {
  public:
-  // Starts the thread; the router's name is resolved once here (a router
-  // that does not resolve is logged and not used).
+  // Starts the threads; the router's name is resolved once, at start (a
+  // router that does not resolve is logged and not used).
   static Result<std::unique_ptr<DeliveryEngine>> start(queue::Spool& spool, EngineSettings settings);
   ~DeliveryEngine();  // stop() and join
   DeliveryEngine(const DeliveryEngine&) = delete;
@@ -74,17 +80,17 @@ class DeliveryEngine {
   // `target` (a queue ID), every message with a pending recipient in domain
   // `target` ("@domain": with its subdomains), or with an empty target all
   // mail waiting in incoming, retry1 and retry2 (ternctl flush, ETRN).
-  // `done(n)` runs on the engine's thread with how many messages matched.
+  // `done(n)` runs on the home loop's thread with how many messages matched.
   void flush(std::string target, std::function<void(size_t)> done);
   // Thread-safe: hold a destination's mail (`hold` true: its recipients are
   // not tried; messages left with only them wait in `hold`) or release it
   // (those messages go to retry1, due now). The held set survives restarts
-  // (a file in the spool directory). `done` runs on the engine's thread with
+  // (a file in the spool directory). `done` runs on the home loop's thread with
   // the number of messages released, or why the change could not be saved.
   void hold_domain(std::string domain, bool hold, std::function<void(Result<size_t>)> done);
   // Thread-safe: fail the pending recipients of message `id` (all, or
   // those named in `recipients`) with a failure DSN, reason "deleted by
-  // the administrator" (ternctl bounce). `done` runs on the engine's thread
+  // the administrator" (ternctl bounce). `done` runs on the home loop's thread
   // with the number of recipients failed, or why nothing was done.
   void bounce(std::string id, std::vector<std::string> recipients, std::function<void(Result<size_t>)> done);
   // Thread-safe: the local recipient table after a reload (SIGHUP).
@@ -96,10 +102,10 @@ class DeliveryEngine {
   // transaction. Messages not finished stay in `active`, which recovery
   // returns to `incoming` at the next start (delivery is at least once).
   void stop();
-  // Thread-safe: the loop has ended (after stop(), once every connection
+  // Thread-safe: every loop has ended (after stop(), once every connection
   // finished its transaction).
   bool finished() const;
-  // Thread-safe: end the loop now, whatever is in flight (after the drain
+  // Thread-safe: end every loop now, whatever is in flight (after the drain
   // time); unfinished messages stay in `active` for recovery.
   void abandon();
 

@@ -60,7 +60,7 @@ std::string address_of(const std::string& endpoint_text) {
 }  // namespace
 
 Result<EngineSettings> engine_settings(const Config& config, const std::string& hostname,
-                                       const std::vector<io::Endpoint>& listening) {
+                                       const std::vector<io::Endpoint>& listening, unsigned workers) {
   EngineSettings s;
   const auto& d = config.delivery;
   const auto& r = config.routing;
@@ -129,6 +129,7 @@ Result<EngineSettings> engine_settings(const Config& config, const std::string& 
   s.notices.max_returned_size = n.max_returned_size;
 
   s.smtp_port = static_cast<uint16_t>(d.smtp_port);
+  s.loops = delivery_loop_count(config, workers);
   s.max_connections = d.max_connections;
   s.max_per_destination = d.max_per_destination;
   s.active_limit = d.active_limit;

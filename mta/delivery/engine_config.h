@@ -14,7 +14,8 @@ namespace tern::delivery {
 
 // Fails when a file it must read (dns.hosts_file, delivery.ca_file) cannot
 // be used; the configuration itself was validated when it was parsed.
+// `workers`: the SMTP workers started (delivery.loops 0 means as many).
 Result<EngineSettings> engine_settings(const Config& config, const std::string& hostname,
-                                       const std::vector<io::Endpoint>& listening);
+                                       const std::vector<io::Endpoint>& listening, unsigned workers);
 
 }  // namespace tern::delivery

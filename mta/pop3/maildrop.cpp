@@ -111,15 +111,6 @@ Result<uint64_t> file_crlf_octets(const std::string& path, bool* not_regular) {
   return n;
 }
 
-uint64_t fnv1a64(std::string_view s) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 0x100000001b3ULL;
-  }
-  return h;
-}
-
 std::string_view unique_part(std::string_view file_name) {
   return file_name.substr(0, file_name.find(':'));
 }

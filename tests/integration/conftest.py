@@ -832,6 +832,13 @@ def delivering_ternd(ternd_factory, dns_server, smtp_port, **sections):
     return ternd_factory(cfg)
 
 
+def active_messages(ternd):
+    """The delivery engine's active set now (ternctl stats)."""
+    r = ternd.ternctl("stats")
+    assert r.returncode == 0, r.stderr
+    return int(dict(line.split() for line in r.stdout.splitlines())["active_messages"])
+
+
 def send(ternd, rcpts, sender="alice@example.test", body="Subject: t\r\n\r\nhello\r\n.dot line\r\n"):
     with smtplib.SMTP("127.0.0.1", ternd.port, timeout=10) as c:
         c.sendmail(sender, list(rcpts), body.encode())

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import delivering_ternd, free_port, make_cert, send, sink_on, wait_messages, wait_until
+from conftest import active_messages, delivering_ternd, free_port, make_cert, send, sink_on, wait_messages, wait_until
 
 def test_delivers_to_the_best_mx(ternd_factory, dns_factory, sink_factory):
     port = free_port()
@@ -352,11 +352,6 @@ def test_resource_busy_is_logged_once_per_held_back_message(ternd_factory, dns_f
     assert len(early & set(busy)) >= 4 and late <= set(busy), (busy, early, late)
     assert not t.events("retry1")
 
-def _active_messages(t):
-    r = t.ternctl("stats")
-    assert r.returncode == 0, r.stderr
-    return int(dict(line.split() for line in r.stdout.splitlines())["active_messages"])
-
 
 def test_active_set_is_bounded(ternd_factory, dns_factory, sink_factory):
     """delivery.active_limit: a backlog larger than the active set is taken a
@@ -374,7 +369,7 @@ def test_active_set_is_bounded(ternd_factory, dns_factory, sink_factory):
     seen = []
     deadline = time.monotonic() + 30
     while s.report()["messages"] < 12 and time.monotonic() < deadline:
-        seen.append(_active_messages(t))
+        seen.append(active_messages(t))
         time.sleep(0.05)
     wait_messages(s, 12)
     assert max(seen) <= 3, seen
@@ -391,7 +386,7 @@ def test_active_set_is_bounded(ternd_factory, dns_factory, sink_factory):
         most = max(most, len(active))
     assert most == 3, most
     wait_until(lambda: t.queue() == [], 10, what="an empty queue")
-    assert _active_messages(t) == 0
+    assert active_messages(t) == 0
 
 
 def test_fresh_mail_is_not_queued_behind_a_released_backlog(ternd_factory, dns_factory, sink_factory):

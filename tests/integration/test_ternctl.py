@@ -258,7 +258,7 @@ def test_stats_queues_and_threads(ternd_factory, dns_factory, sink_factory):
 
     # Threads, by name, in both formats.
     threads = {e["name"]: e for e in _stats_json(t)["threads"]}
-    for name in ("ternd", "tern-spool", "tern-worker-0", "tern-deliver", "tern-control", "tern-log"):
+    for name in ("ternd", "tern-spool", "tern-worker-0", "tern-deliver-0", "tern-control", "tern-log"):
         assert name in threads, threads
         assert threads[name]["threads"] >= 1, threads[name]
         assert f"thread.{name}.user_ms" in text and f"thread.{name}.sys_ms" in text, text

@@ -109,6 +109,7 @@ void expect_default_values(const Config& c) {
   EXPECT_EQ(c.control.socket, d.control.socket);
   EXPECT_EQ(c.delivery.enabled, d.delivery.enabled);
   EXPECT_EQ(c.delivery.smtp_port, d.delivery.smtp_port);
+  EXPECT_EQ(c.delivery.loops, d.delivery.loops);
   EXPECT_EQ(c.delivery.max_connections, d.delivery.max_connections);
   EXPECT_EQ(c.delivery.max_per_destination, d.delivery.max_per_destination);
   EXPECT_EQ(c.delivery.destination_rate, d.delivery.destination_rate);
@@ -190,6 +191,7 @@ TEST(ConfigDefaults, EmbeddedDefaultFileNamesEveryKey) {
                           "socket",
                           "enabled",
                           "smtp_port",
+                          "loops",
                           "max_per_destination",
                           "active_limit",
                           "destination_rate",
@@ -556,6 +558,8 @@ TEST(ConfigValidation, EachErrorNamesItsLineAndKey) {
       {"[log]\ntarget = \"file\"\nfile = \"\"\n", 3, "log.file", "must be set"},
       {"[control]\nsocket = 5\n", 2, "control.socket", "must be a string"},
       {"[control]\nsocket = \"\"\n", 2, "control.socket", "must not be empty"},
+      {"[delivery]\nloops = -1\n", 2, "delivery.loops", "non-negative integer"},
+      {"[delivery]\nloops = \"2\"\n", 2, "delivery.loops", "non-negative integer"},
   };
   for (const auto& c : cases) {
     const auto p = parse(c.toml);
@@ -764,11 +768,25 @@ TEST_F(ConfigFileTest, DirectoryIsUnreadable) {
   EXPECT_EQ(p.errors[0].line, 0u);
 }
 
+TEST(ConfigDelivery, LoopsZeroMeansAsManyAsTheWorkers) {
+  Config c;
+  EXPECT_EQ(delivery_loop_count(c, 4), 4u);
+  c.delivery.loops = 1;
+  EXPECT_EQ(delivery_loop_count(c, 4), 1u);
+  c.delivery.loops = 6;
+  EXPECT_EQ(delivery_loop_count(c, 4), 6u);
+  c.server.workers = 3;
+  EXPECT_EQ(worker_count(c), 3u);
+  c.server.workers = 0;
+  EXPECT_GE(worker_count(c), 1u);  // one per CPU
+}
+
 TEST(ConfigDelivery, EveryDeliveryKeyIsRead) {
   const auto p = parse(R"toml(
 [delivery]
 enabled = false
 smtp_port = 2526
+loops = 3
 max_connections = 50
 max_per_destination = 4
 destination_rate = 10
@@ -819,6 +837,7 @@ local_addresses = ["192.0.2.10"]
   const Config& c = p.config;
   EXPECT_FALSE(c.delivery.enabled);
   EXPECT_EQ(c.delivery.smtp_port, 2526u);
+  EXPECT_EQ(c.delivery.loops, 3u);
   EXPECT_EQ(c.delivery.max_connections, 50u);
   EXPECT_EQ(c.delivery.max_per_destination, 4u);
   EXPECT_EQ(c.delivery.destination_rate, 10u);

@@ -19,6 +19,18 @@ TEST(FdBudget, ReserveGrowsWithWorkersListenersAndDelivery) {
   EXPECT_GT(fd_reserve(c, 1, 1), base);
 }
 
+TEST(FdBudget, EachDeliveryLoopHasItsReserve) {
+  Config c;
+  c.delivery.loops = 1;
+  const uint64_t one_loop = fd_reserve(c, 4, 1);
+  c.delivery.loops = 3;
+  EXPECT_GT(fd_reserve(c, 4, 1), one_loop);
+  c.delivery.loops = 0;  // as many as the workers
+  const uint64_t as_many_as_workers = fd_reserve(c, 4, 1);
+  c.delivery.loops = 4;
+  EXPECT_EQ(fd_reserve(c, 4, 1), as_many_as_workers);
+}
+
 TEST(FdBudget, ConnectionsCountOnlyWhatIsServed) {
   Config c;
   c.smtp.max_connections = 100;
