@@ -201,6 +201,18 @@ struct DeliveryEngine::Impl {
 
     // ---- loop thread only ----
     std::unordered_map<std::string, std::unique_ptr<Destination>> destinations;
+    // Destinations none of whose hosts answered, by key, until `until_us`:
+    // meanwhile their jobs fail at once with `failure` (or go to the mail
+    // router), as Postfix suspends a dead destination. A destination that
+    // is down then neither takes room in the active set while connections
+    // time out nor is tried again for every message taken; the suspension
+    // lasts the ladder's shortest wait, so a retry at its due time tries
+    // again. A flush or a release ends every suspension.
+    struct Suspension {
+      int64_t until_us = 0;
+      RouteFailure failure;
+    };
+    std::unordered_map<std::string, Suspension> suspended;
     unsigned live_tasks = 0;
     bool stopping = false;
 
@@ -276,6 +288,10 @@ struct DeliveryEngine::Impl {
     }
 
     void enqueue(const NextHop& hop, Job job) {
+      if (const RouteFailure* failure = suspension_of(hop)) {
+        fail_job(hop, std::move(job), *failure);
+        return;
+      }
       Destination& d = destination(hop);
       d.jobs.push_back(std::move(job));
       if (!d.idle.empty()) {
@@ -391,6 +407,7 @@ struct DeliveryEngine::Impl {
         }
         if (!client) {
           last.permanent = all_permanent;
+          if (!last.permanent) suspend(d.hop, last);
           fail_destination(d, last);
           break;
         }
@@ -507,33 +524,60 @@ struct DeliveryEngine::Impl {
       co_return out;
     }
 
-    // Every job waiting for `d` fails the way its route failed, or goes to
-    // the mail router (on the loop that owns it) when direct delivery found
-    // no route and there is one.
+    // Every job waiting for `d` fails the way its route failed (fail_job).
     void fail_destination(Destination& d, const RouteFailure& failure) {
       std::deque<Job> jobs;
       jobs.swap(d.jobs);
       d.jobs_seen_busy = 0;
-      std::optional<NextHop> fallback;
-      if (failure.fallback_allowed && d.hop.via == "mx") fallback = engine.router.fallback(engine.router_usable);
-      for (auto& job : jobs) {
-        if (fallback) {
-          log::event("fallback", {{"qid", job.message->envelope.id}, {"destination", d.hop.host},
+      for (auto& job : jobs) fail_job(d.hop, std::move(job), failure);
+    }
+
+    // A job for `hop` fails the way its route failed, or goes to the mail
+    // router (on the loop that owns it) when direct delivery found no route
+    // and there is one.
+    void fail_job(const NextHop& hop, Job job, const RouteFailure& failure) {
+      if (failure.fallback_allowed && hop.via == "mx") {
+        if (std::optional<NextHop> fallback = engine.router.fallback(engine.router_usable)) {
+          log::event("fallback", {{"qid", job.message->envelope.id}, {"destination", hop.host},
                                   {"router", fallback->host}, {"reason", failure.text}});
           engine.hand_job(*this, *fallback, std::move(job));
-          continue;
+          return;
         }
-        std::vector<RecipientOutcome> outcomes;
-        for (size_t i : job.recipients) {
-          RecipientOutcome o;
-          o.recipient = i;
-          o.kind = failure.permanent ? RecipientOutcome::Kind::permanent : RecipientOutcome::Kind::temporary;
-          o.enhanced = failure.enhanced;
-          o.text = failure.text;
-          outcomes.push_back(std::move(o));
-        }
-        finish_job(job, outcomes, "", false, std::nullopt);
       }
+      std::vector<RecipientOutcome> outcomes;
+      for (size_t i : job.recipients) {
+        RecipientOutcome o;
+        o.recipient = i;
+        o.kind = failure.permanent ? RecipientOutcome::Kind::permanent : RecipientOutcome::Kind::temporary;
+        o.enhanced = failure.enhanced;
+        o.text = failure.text;
+        outcomes.push_back(std::move(o));
+      }
+      finish_job(job, outcomes, "", false, std::nullopt);
+    }
+
+    // No host of `hop` answered: its jobs fail at once for a while (from
+    // the first of its connections to find that out).
+    void suspend(const NextHop& hop, const RouteFailure& failure) {
+      const int64_t wait_us = shortest_wait_us(engine.settings.retry);
+      if (wait_us <= 0 || suspension_of(hop)) return;
+      RouteFailure suspended_failure = failure;
+      suspended_failure.text = "delivery temporarily suspended: " + failure.text;
+      suspended[hop.key()] = Suspension{wall_clock_us() + wait_us, std::move(suspended_failure)};
+      log::event("destination_suspended", {{"destination", hop.host}, {"seconds", wait_us / 1'000'000},
+                                           {"reason", failure.text}});
+    }
+
+    // Why `hop`'s jobs fail at once now; null when it is not suspended.
+    const RouteFailure* suspension_of(const NextHop& hop) {
+      if (suspended.empty()) return nullptr;
+      auto found = suspended.find(hop.key());
+      if (found == suspended.end()) return nullptr;
+      if (found->second.until_us <= wall_clock_us()) {
+        suspended.erase(found);
+        return nullptr;
+      }
+      return &found->second.failure;
     }
 
     static std::vector<RecipientOutcome> temporary_for(const Job& job, std::string enhanced, std::string text) {
@@ -897,9 +941,23 @@ struct DeliveryEngine::Impl {
     co_return moved;
   }
 
+  // Home loop: every loop forgets its suspended destinations (a flush or a
+  // release means "try now", as Postfix's flush revives dead destinations).
+  // Posted before the jobs the flush brings, so each loop sees it first.
+  void end_suspensions() {
+    for (auto& shard : shards) {
+      if (shard->is_home()) {
+        shard->suspended.clear();
+      } else {
+        shard->loop->post([s = shard.get()] { s->suspended.clear(); });
+      }
+    }
+  }
+
   // ---- flush: make matching messages due now ----
   io::Task<void> flush(std::string target, std::function<void(size_t)> done) {
     ++home().live_tasks;
+    end_suspensions();
     struct Listing {
       std::vector<DueNow> to_move;
       size_t due_already = 0;  // in incoming and due: the scanner takes them anyway
@@ -953,7 +1011,7 @@ struct DeliveryEngine::Impl {
   }
 
   // Holds (`hold` true) or releases a destination. Releasing moves the
-  // messages held for it back to incoming. `done(n)`: messages released.
+  // messages held for it to retry1, due now. `done(n)`: messages released.
   io::Task<void> hold_domain(std::string domain, bool hold, std::function<void(Result<size_t>)> done) {
     ++home().live_tasks;
     domain = ascii_lower(domain);
@@ -967,6 +1025,7 @@ struct DeliveryEngine::Impl {
     Status saved = co_await save;
     size_t released = 0;
     if (saved && !hold) {
+      end_suspensions();
       auto listing = home().offload.call(*home().loop, [this, domain] {
         // Back as deferred mail (retry1), not as new mail: see make_due().
         std::vector<DueNow> out;
@@ -1049,6 +1108,9 @@ struct DeliveryEngine::Impl {
         io::spawn(take(std::move(envelope)));
       }
     }
+    // Filled to the brim by this scan: the next one waits for room
+    // (leave_active), not for the scan interval.
+    if (in_flight.size() >= settings.active_limit) active_full = true;
   }
 
   io::Task<void> take(queue::Envelope envelope) {

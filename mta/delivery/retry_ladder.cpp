@@ -26,4 +26,8 @@ RetryStep next_retry(const RetrySettings& settings, uint32_t failed_attempts, in
   return step;
 }
 
+int64_t shortest_wait_us(const RetrySettings& settings) {
+  return settings.first_count > 0 ? settings.first_interval_us : settings.second_interval_us;
+}
+
 }  // namespace tern::delivery

@@ -34,4 +34,8 @@ struct RetryStep {
 RetryStep next_retry(const RetrySettings& settings, uint32_t failed_attempts, int64_t arrival_us, int64_t now_us,
                      std::mt19937_64& rng);
 
+// The shortest wait the ladder gives a deferred message: its first step
+// (first_interval, or second_interval without first-level retries).
+int64_t shortest_wait_us(const RetrySettings& settings);
+
 }  // namespace tern::delivery

@@ -419,6 +419,40 @@ def test_fresh_mail_is_not_queued_behind_a_released_backlog(ternd_factory, dns_f
     wait_until(lambda: t.queue() == [], 10, what="an empty queue")
 
 
+def test_a_dead_destination_is_suspended_and_does_not_block_another(ternd_factory, dns_factory, sink_factory):
+    """A destination none of whose hosts answers (here: it never greets) is
+    tried once per connection slot, then suspended: the rest of its mail is
+    deferred at once ("delivery temporarily suspended", as Postfix says), so
+    it does not keep the active set full of messages waiting for timeouts
+    while mail to another destination waits behind them. A flush ends the
+    suspension."""
+    port = free_port()
+    dns = dns_factory("--host-record=dead.test,127.0.0.2", "--host-record=alive.test,127.0.0.3")
+    mute = sink_on(sink_factory, "127.0.0.2", port, "--delay", "banner=600000")
+    alive = sink_on(sink_factory, "127.0.0.3", port)
+    t = delivering_ternd(ternd_factory, dns, port,
+                         delivery={"active_limit": 4, "max_per_destination": 2, "greeting_timeout": "2s"},
+                         retry={"first": {"count": 3, "interval": "90m"}})
+    dead = [f"d{i}@dead.test" for i in range(12)]
+    for rcpt in dead:
+        send(t, [rcpt])
+    send(t, ["bob@alive.test"])
+    wait_messages(alive, 1)
+    wait_until(lambda: len(t.events("deferred")) == len(dead), 20, what="every dead.test recipient deferred")
+    # One try per connection slot; the others never waited for a greeting.
+    tries = t.events("connect_failed")
+    assert 1 <= len(tries) <= 2 and all(e["phase"] == "greeting" for e in tries), tries
+    [suspended] = t.events("destination_suspended")
+    assert suspended["destination"] == "dead.test" and suspended["seconds"] == "5400", suspended
+    reasons = [e["reply"] for e in t.events("deferred")]
+    assert sum("delivery temporarily suspended" in r for r in reasons) >= len(dead) - 4, reasons
+    assert all(m["queue"] == "retry1" for m in t.queue()), t.queue()
+    assert mute.report()["messages"] == 0
+    # A flush tries the destination again (and finds it still mute).
+    assert t.ternctl("flush", "dead.test").returncode == 0
+    wait_until(lambda: len(t.events("connect_failed")) > len(tries), 15, what="dead.test tried again after a flush")
+
+
 def test_router_that_does_not_resolve_is_not_used(ternd_factory, dns_factory, sink_factory):
     port = free_port()
     dns = dns_factory("--host-record=dest.test,127.0.0.2")

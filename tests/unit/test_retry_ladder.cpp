@@ -57,5 +57,12 @@ TEST(RetryLadder, JitterOnlyStretchesAndStaysWithinItsPercent) {
   EXPECT_GT(highest - lowest, s.first_interval_us / 20);
 }
 
+TEST(RetryLadder, ShortestWaitIsTheFirstStep) {
+  RetrySettings s;
+  EXPECT_EQ(shortest_wait_us(s), s.first_interval_us);
+  s.first_count = 0;
+  EXPECT_EQ(shortest_wait_us(s), s.second_interval_us);
+}
+
 }  // namespace
 }  // namespace tern::delivery
