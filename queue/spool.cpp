@@ -9,6 +9,7 @@
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -125,6 +126,16 @@ std::string schedule_key(QueueName q, int64_t due_us, std::string_view id) {
 
 std::string schedule_key(const Envelope& env) {
   return schedule_key(env.queue, env.next_attempt_us, env.id);
+}
+
+// Per queue (indexed by QueueName's value), a due time.
+constexpr size_t kQueueSlots = 256;
+using EarliestDue = std::array<int64_t, kQueueSlots>;
+
+EarliestDue no_entries() {
+  EarliestDue none;
+  none.fill(std::numeric_limits<int64_t>::max());
+  return none;
 }
 
 struct ScheduleEntry {
@@ -388,6 +399,9 @@ class BatchBuilder {
   explicit BatchBuilder(const Families& fam) : fam_(fam) {}
 
   rdb::WriteBatch& batch() { return batch_; }
+  // Per queue, the earliest due time among the schedule entries this batch
+  // puts (a failed request's included: over-reporting is harmless).
+  const EarliestDue& earliest_due() const { return earliest_due_; }
 
   Status add(Operation& op) {
     batch_.SetSavePoint();
@@ -423,7 +437,7 @@ class BatchBuilder {
     if (op.last_chunk) {
       if (Status s = put(kBodies, chunk_key(env.id, env.body_chunks - 1), *op.last_chunk); !s) return s;
     }
-    if (Status s = put(kSchedule, schedule_key(env), {}); !s) return s;
+    if (Status s = put_schedule(env); !s) return s;
     return store_envelope(env);
   }
 
@@ -488,7 +502,7 @@ class BatchBuilder {
     std::string new_key = schedule_key(new_env);
     if (old_key != new_key) {
       if (Status s = erase(kSchedule, old_key); !s) return s;
-      if (Status s = put(kSchedule, new_key, {}); !s) return s;
+      if (Status s = put_schedule(new_env); !s) return s;
     }
     return store_envelope(new_env);
   }
@@ -496,6 +510,13 @@ class BatchBuilder {
   Status store_envelope(const Envelope& env) {
     if (Status s = put(kEnvelopes, env.id, encode(env)); !s) return s;
     overlay_[env.id] = env;
+    return {};
+  }
+
+  Status put_schedule(const Envelope& env) {
+    if (Status s = put(kSchedule, schedule_key(env), {}); !s) return s;
+    int64_t& earliest = earliest_due_[static_cast<size_t>(env.queue)];
+    earliest = std::min(earliest, env.next_attempt_us);
     return {};
   }
 
@@ -514,6 +535,7 @@ class BatchBuilder {
   const Families& fam_;
   rdb::WriteBatch batch_;
   std::unordered_map<std::string, std::optional<Envelope>> overlay_;
+  EarliestDue earliest_due_ = no_entries();
 };
 
 }  // namespace
@@ -537,6 +559,42 @@ struct Spool::Impl {
   std::thread writer;
   std::atomic<std::thread::id> writer_id{};
   int64_t next_finished_purge_us = 0;  // writer thread only
+
+  // Where due() starts its scan of each queue. Claimed and moved messages
+  // leave tombstones at the front of a queue's schedule until compaction; a
+  // scan from the queue's start would walk all of them again each time, so
+  // due() remembers the earliest live entry it saw and starts there next
+  // time. The writer moves the start back (after its write is visible, before
+  // any `done` runs) whenever it puts an earlier entry. due() calls are
+  // serialized by scan_mutex, so one scan at a time collects the entries put
+  // while it runs (put_during_scan), which its snapshot may not show.
+  std::mutex scan_mutex;
+  std::mutex scan_start_mutex;
+  EarliestDue scan_start = from_the_beginning();     // guarded by scan_start_mutex
+  EarliestDue put_during_scan = no_entries();        // guarded by scan_start_mutex
+
+  static EarliestDue from_the_beginning() {
+    EarliestDue all;
+    all.fill(std::numeric_limits<int64_t>::min());
+    return all;
+  }
+
+  // The writer, after a write: entries due this early may now exist.
+  void entries_put(const EarliestDue& earliest) {
+    std::lock_guard lock(scan_start_mutex);
+    for (size_t q = 0; q < kQueueSlots; ++q) {
+      scan_start[q] = std::min(scan_start[q], earliest[q]);
+      put_during_scan[q] = std::min(put_during_scan[q], earliest[q]);
+    }
+  }
+
+  // After anything that may bring back entries without the writer's notice
+  // (a reopen that drops unsynced claims, recover()).
+  void scan_from_the_beginning() {
+    std::lock_guard lock(scan_start_mutex);
+    scan_start = from_the_beginning();
+    put_during_scan = from_the_beginning();  // a scan under way must not move the start either
+  }
 
   std::atomic<uint64_t> commits{0};
   std::atomic<uint64_t> batches{0};
@@ -592,6 +650,7 @@ struct Spool::Impl {
     if (db) db->Close().PermitUncheckedError();
     db.reset();
     families.db = nullptr;
+    scan_from_the_beginning();
     return open_db();
   }
 
@@ -792,6 +851,7 @@ struct Spool::Impl {
       rdb::WriteOptions wo;
       wo.sync = sync;
       rdb::Status s = db->Write(wo, &builder.batch());
+      entries_put(builder.earliest_due());
       batches.fetch_add(1, std::memory_order_relaxed);
       if (sync) wal_syncs.fetch_add(1, std::memory_order_relaxed);
       if (!s.ok()) {
@@ -1117,15 +1177,24 @@ std::vector<Envelope> Spool::due(QueueName q, int64_t now_us, size_t limit) cons
   if (limit == 0) return out;
   std::shared_lock lock(impl_->db_mutex);
   if (!impl_->db) return out;
+  std::lock_guard scan_lock(impl_->scan_mutex);
+  const size_t slot = static_cast<size_t>(q);
+  int64_t start_us;
+  {
+    std::lock_guard start_lock(impl_->scan_start_mutex);
+    start_us = impl_->scan_start[slot];
+    impl_->put_during_scan[slot] = std::numeric_limits<int64_t>::max();
+  }
   rdb::ManagedSnapshot snapshot(impl_->db.get());
   rdb::ReadOptions ro;
   ro.snapshot = snapshot.snapshot();
   // Bounds keep the scan (and the tombstones it skips) inside this queue's
-  // due entries.
-  std::string lower(1, static_cast<char>(q));
-  std::string upper = now_us == std::numeric_limits<int64_t>::max()
-                          ? std::string(1, static_cast<char>(static_cast<uint8_t>(q) + 1))
-                          : schedule_key(q, now_us + 1, {});
+  // due entries, from where live ones may begin.
+  const bool to_the_end = now_us == std::numeric_limits<int64_t>::max();
+  std::string lower = schedule_key(q, start_us, {});
+  std::string upper = to_the_end ? std::string(1, static_cast<char>(static_cast<uint8_t>(q) + 1))
+                                 : schedule_key(q, now_us + 1, {});
+  if (lower >= upper) return out;
   rdb::Slice lower_bound(lower);
   rdb::Slice upper_bound(upper);
   ro.iterate_lower_bound = &lower_bound;
@@ -1140,6 +1209,12 @@ std::vector<Envelope> Spool::due(QueueName q, int64_t now_us, size_t limit) cons
     if (!env.ok() || !*env || (*env)->queue != q || (*env)->next_attempt_us != entry->due_us) continue;
     out.push_back(std::move(**env));
   }
+  if (!it->status().ok()) return out;
+  // Nothing live before the first entry returned; with none, nothing up to now.
+  int64_t next_start = !out.empty() ? out.front().next_attempt_us : to_the_end ? now_us : now_us + 1;
+  std::lock_guard start_lock(impl_->scan_start_mutex);
+  next_start = std::min(next_start, impl_->put_during_scan[slot]);
+  impl_->scan_start[slot] = std::max(impl_->scan_start[slot], next_start);
   return out;
 }
 
@@ -1155,7 +1230,9 @@ std::vector<FinishedRecord> Spool::finished() const {
 }
 
 Result<size_t> Spool::recover() {
-  return impl_->recover();
+  Result<size_t> requeued = impl_->recover();
+  impl_->scan_from_the_beginning();
+  return requeued;
 }
 
 SpoolStats Spool::stats() const {
