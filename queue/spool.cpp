@@ -3,8 +3,10 @@
 #include <sys/statvfs.h>
 
 #include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
 #include <rocksdb/listener.h>
 #include <rocksdb/options.h>
+#include <rocksdb/table.h>
 #include <rocksdb/utilities/table_properties_collectors.h>
 #include <rocksdb/write_batch.h>
 
@@ -249,6 +251,19 @@ rdb::ColumnFamilyOptions churning_family_options() {
   return o;
 }
 
+// Envelopes are read by key only: every write looks its message up first (a
+// commit, always a miss), and so do due() and read_body(). Bloom filters let
+// a miss skip the table files, and the memtable's own filter the memtable.
+rdb::ColumnFamilyOptions envelope_family_options() {
+  rdb::ColumnFamilyOptions o = churning_family_options();
+  rdb::BlockBasedTableOptions table;
+  table.filter_policy.reset(rdb::NewBloomFilterPolicy(10));
+  o.table_factory.reset(rdb::NewBlockBasedTableFactory(table));
+  o.memtable_prefix_bloom_size_ratio = 0.1;
+  o.memtable_whole_key_filtering = true;
+  return o;
+}
+
 rdb::ColumnFamilyOptions body_family_options() {
   rdb::ColumnFamilyOptions o;
   o.write_buffer_size = kBodiesWriteBuffer;
@@ -272,7 +287,7 @@ std::vector<rdb::ColumnFamilyDescriptor> family_descriptors() {
   std::vector<rdb::ColumnFamilyDescriptor> d(kFamilyCount);
   d[kDefault] = {rdb::kDefaultColumnFamilyName, small_family_options()};
   d[kBodies] = {"bodies", body_family_options()};
-  d[kEnvelopes] = {"envelopes", churning_family_options()};
+  d[kEnvelopes] = {"envelopes", envelope_family_options()};
   d[kSchedule] = {"schedule", churning_family_options()};
   d[kFinished] = {"finished", small_family_options()};
   return d;
@@ -389,6 +404,49 @@ void finish(Spool::Done& done, Status status) {
   if (done) done(std::move(status));
 }
 
+// The envelopes the writer wrote last, so that the next request on a message
+// (a claim after its commit, a removal after its claim) need not read it back
+// from RocksDB. The writer is the only one that changes envelopes, so what it
+// wrote is what is stored, as long as the write went through: after a failed
+// write (or a reopen, which drops unsynced writes) the cache is emptied.
+// Bounded: the oldest entries go first.
+class EnvelopeCache {
+ public:
+  using Overlay = std::unordered_map<std::string, std::optional<Envelope>>;
+
+  const Envelope* find(const std::string& id) const {
+    auto it = envelopes_.find(id);
+    return it == envelopes_.end() ? nullptr : &it->second;
+  }
+
+  // A written batch's envelopes (nullopt: removed).
+  void absorb(Overlay&& written) {
+    for (auto& [id, env] : written) {
+      if (!env) {
+        envelopes_.erase(id);
+      } else if (auto [it, inserted] = envelopes_.insert_or_assign(id, std::move(*env)); inserted) {
+        order_.push_back(id);
+      }
+    }
+    while (order_.size() > kCachedEnvelopes) {
+      envelopes_.erase(order_.front());
+      order_.pop_front();
+    }
+  }
+
+  void clear() {
+    envelopes_.clear();
+    order_.clear();
+  }
+
+ private:
+  // Enough for every message between its commit and its removal at several
+  // thousand messages a second; a few megabytes.
+  static constexpr size_t kCachedEnvelopes = 16384;
+  std::unordered_map<std::string, Envelope> envelopes_;
+  std::deque<std::string> order_;  // first insertion of each entry, oldest first
+};
+
 // Turns the requests of one batch into one WriteBatch. Each request adds all
 // of its writes or none: it is checked before it writes, and a save point
 // undoes a partial one. Later requests see the envelopes earlier ones wrote
@@ -396,12 +454,14 @@ void finish(Spool::Done& done, Status status) {
 // compose as if written one after the other.
 class BatchBuilder {
  public:
-  explicit BatchBuilder(const Families& fam) : fam_(fam) {}
+  BatchBuilder(const Families& fam, const EnvelopeCache& cache) : fam_(fam), cache_(cache) {}
 
   rdb::WriteBatch& batch() { return batch_; }
   // Per queue, the earliest due time among the schedule entries this batch
   // puts (a failed request's included: over-reporting is harmless).
   const EarliestDue& earliest_due() const { return earliest_due_; }
+  // The envelopes as the batch leaves them, for the cache once it is written.
+  EnvelopeCache::Overlay take_envelopes() { return std::move(overlay_); }
 
   Status add(Operation& op) {
     batch_.SetSavePoint();
@@ -492,6 +552,7 @@ class BatchBuilder {
   // The current envelope of `id` as this batch leaves it.
   Result<std::optional<Envelope>> lookup(const std::string& id) {
     if (auto it = overlay_.find(id); it != overlay_.end()) return it->second;
+    if (const Envelope* cached = cache_.find(id)) return overlay_[id] = *cached;
     auto stored = read_envelope(fam_, rdb::ReadOptions(), id);
     if (stored.ok()) overlay_[id] = *stored;
     return stored;
@@ -533,8 +594,9 @@ class BatchBuilder {
   }
 
   const Families& fam_;
+  const EnvelopeCache& cache_;
   rdb::WriteBatch batch_;
-  std::unordered_map<std::string, std::optional<Envelope>> overlay_;
+  EnvelopeCache::Overlay overlay_;
   EarliestDue earliest_due_ = no_entries();
 };
 
@@ -559,6 +621,10 @@ struct Spool::Impl {
   std::thread writer;
   std::atomic<std::thread::id> writer_id{};
   int64_t next_finished_purge_us = 0;  // writer thread only
+  EnvelopeCache envelope_cache;        // writer thread only
+  // Set by recover(), which writes envelopes itself: the writer empties its
+  // cache before its next batch.
+  std::atomic<bool> envelopes_changed_elsewhere{false};
 
   // Where due() starts its scan of each queue. Claimed and moved messages
   // leave tombstones at the front of a queue's schedule until compaction; a
@@ -650,6 +716,7 @@ struct Spool::Impl {
     if (db) db->Close().PermitUncheckedError();
     db.reset();
     families.db = nullptr;
+    envelope_cache.clear();
     scan_from_the_beginning();
     return open_db();
   }
@@ -825,7 +892,8 @@ struct Spool::Impl {
       for (Request& request : batch) finish(request.done, refused);
       return;
     }
-    BatchBuilder builder(families);
+    if (envelopes_changed_elsewhere.exchange(false)) envelope_cache.clear();
+    BatchBuilder builder(families, envelope_cache);
     std::vector<Status> results;
     results.reserve(batch.size());
     bool sync = false;
@@ -857,11 +925,13 @@ struct Spool::Impl {
       if (!s.ok()) {
         Error failure = rocksdb_error("writing to the spool", s);
         enter_failure(s.ToString());
+        envelope_cache.clear();
         report(SpoolEvent::Kind::write_failed, s.ToString(), batch.size());
         for (Status& result : results) {
           if (result.ok()) result = failure;
         }
       } else {
+        envelope_cache.absorb(builder.take_envelopes());
         reclaimer->wrote(deletes_bodies(batch, results));
       }
     }
@@ -1231,6 +1301,7 @@ std::vector<FinishedRecord> Spool::finished() const {
 
 Result<size_t> Spool::recover() {
   Result<size_t> requeued = impl_->recover();
+  impl_->envelopes_changed_elsewhere.store(true);
   impl_->scan_from_the_beginning();
   return requeued;
 }

@@ -659,6 +659,11 @@ TEST(SpoolTest, DueFindsEntriesPutBehindWhereTheLastScanStarted) {
   ASSERT_TRUE(requeued.ok()) << requeued.error();
   EXPECT_EQ(*requeued, 4u);
   EXPECT_EQ(spool->due(QueueName::incoming, std::numeric_limits<int64_t>::max(), 10).size(), 6u);
+  // A claim after recover() takes the requeued message out of incoming.
+  ASSERT_TRUE(wait([&](Spool::Done d) { spool->claim(ids[1], std::move(d)); }));
+  std::vector<Envelope> left = spool->due(QueueName::incoming, std::numeric_limits<int64_t>::max(), 10);
+  EXPECT_EQ(left.size(), 5u);
+  EXPECT_FALSE(contains_id(left, ids[1]));
 }
 
 TEST(SpoolTest, RefusesWritesThatWouldCorruptMessages) {
