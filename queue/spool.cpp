@@ -498,7 +498,7 @@ class BatchBuilder {
       if (Status s = put(kBodies, chunk_key(env.id, env.body_chunks - 1), *op.last_chunk); !s) return s;
     }
     if (Status s = put_schedule(env); !s) return s;
-    return store_envelope(env);
+    return store_envelope(std::move(op.env));
   }
 
   Status apply(DiscardOp& op) {
@@ -519,7 +519,7 @@ class BatchBuilder {
     Envelope env = **current;
     env.queue = op.to;
     env.next_attempt_us = op.due_us;
-    return replace(**current, env);
+    return replace(**current, std::move(env));
   }
 
   Status apply(UpdateOp& op) {
@@ -531,7 +531,7 @@ class BatchBuilder {
     if ((*current)->body_chunks != op.env.body_chunks) {
       return Error{"update: body_chunks of message " + op.env.id + " cannot change"};
     }
-    return replace(**current, op.env);
+    return replace(**current, std::move(op.env));
   }
 
   Status apply(RemoveOp& op) {
@@ -549,28 +549,37 @@ class BatchBuilder {
     return {};
   }
 
-  // The current envelope of `id` as this batch leaves it.
-  Result<std::optional<Envelope>> lookup(const std::string& id) {
-    if (auto it = overlay_.find(id); it != overlay_.end()) return it->second;
-    if (const Envelope* cached = cache_.find(id)) return overlay_[id] = *cached;
-    auto stored = read_envelope(fam_, rdb::ReadOptions(), id);
-    if (stored.ok()) overlay_[id] = *stored;
-    return stored;
+  // The current envelope of `id` as this batch leaves it (null: none). It
+  // points into the overlay, so it is valid until the next store_envelope().
+  Result<const Envelope*> lookup(const std::string& id) {
+    auto it = overlay_.find(id);
+    if (it == overlay_.end()) {
+      if (const Envelope* cached = cache_.find(id)) {
+        it = overlay_.emplace(id, *cached).first;
+      } else {
+        auto stored = read_envelope(fam_, rdb::ReadOptions(), id);
+        if (!stored.ok()) return Error{stored.error()};
+        it = overlay_.emplace(id, std::move(*stored)).first;
+      }
+    }
+    return it->second ? &*it->second : nullptr;
   }
 
-  Status replace(const Envelope& old_env, const Envelope& new_env) {
+  // `old_env` may be the overlay's entry that the new envelope replaces.
+  Status replace(const Envelope& old_env, Envelope new_env) {
     std::string old_key = schedule_key(old_env);
     std::string new_key = schedule_key(new_env);
     if (old_key != new_key) {
       if (Status s = erase(kSchedule, old_key); !s) return s;
       if (Status s = put_schedule(new_env); !s) return s;
     }
-    return store_envelope(new_env);
+    return store_envelope(std::move(new_env));
   }
 
-  Status store_envelope(const Envelope& env) {
+  Status store_envelope(Envelope env) {
     if (Status s = put(kEnvelopes, env.id, encode(env)); !s) return s;
-    overlay_[env.id] = env;
+    std::string id = env.id;
+    overlay_.insert_or_assign(std::move(id), std::move(env));
     return {};
   }
 
