@@ -6,6 +6,7 @@
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/listener.h>
 #include <rocksdb/options.h>
+#include <rocksdb/perf_level.h>
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/table_properties_collectors.h>
 #include <rocksdb/write_batch.h>
@@ -183,6 +184,15 @@ std::optional<FinishedRecord> parse_finished(std::string_view key, std::string_v
 
 std::string_view view(const rdb::Slice& s) {
   return {s.data(), s.size()};
+}
+
+// RocksDB counts every operation in a per-thread perf context unless told
+// not to (its default level is kEnableCount). Nothing reads those counts, and
+// from the shared library each one is a thread-local lookup: a few percent
+// of the writer's and the readers' time. The level is per thread, so the
+// writer sets it once and the hot reads set it on whatever thread calls them.
+void skip_perf_counters() {
+  rdb::SetPerfLevel(rdb::PerfLevel::kDisable);
 }
 
 Error rocksdb_error(std::string_view what, const rdb::Status& s) {
@@ -1156,6 +1166,7 @@ Result<std::unique_ptr<Spool>> Spool::open(const SpoolOptions& options) {
     Impl* writer_impl = impl.get();
     impl->writer = std::thread([writer_impl] {
       name_this_thread("tern-spool");
+      skip_perf_counters();
       writer_impl->run_writer();
     });
   } catch (const std::system_error& e) {
@@ -1226,6 +1237,7 @@ std::optional<Envelope> Spool::get(const std::string& id) const {
 }
 
 Result<std::string> Spool::read_body(const std::string& id) const {
+  skip_perf_counters();
   std::shared_lock lock(impl_->db_mutex);
   if (!impl_->db) return Error{"read_body: the spool is not open (recovering from a write error)"};
   // One snapshot for the envelope and all its chunks: a concurrent remove
@@ -1252,6 +1264,7 @@ Result<std::string> Spool::read_body(const std::string& id) const {
 }
 
 std::vector<Envelope> Spool::due(QueueName q, int64_t now_us, size_t limit) const {
+  skip_perf_counters();
   std::vector<Envelope> out;
   if (limit == 0) return out;
   std::shared_lock lock(impl_->db_mutex);
