@@ -452,7 +452,7 @@ class EnvelopeCache {
  private:
   // Enough for every message between its commit and its removal at several
   // thousand messages a second; a few megabytes.
-  static constexpr size_t kCachedEnvelopes = 16384;
+  static constexpr size_t kCachedEnvelopes = 8192;
   std::unordered_map<std::string, Envelope> envelopes_;
   std::deque<std::string> order_;  // first insertion of each entry, oldest first
 };
