@@ -424,12 +424,15 @@ class EnvelopeCache {
  public:
   using Overlay = std::unordered_map<std::string, std::optional<Envelope>>;
 
-  const Envelope* find(const std::string& id) const {
-    auto it = envelopes_.find(id);
-    return it == envelopes_.end() ? nullptr : &it->second;
+  // Moves the envelope of `id` out, if there is one: the batch that asks for
+  // it gives it back through absorb() once written.
+  std::optional<Envelope> take(const std::string& id) {
+    auto node = envelopes_.extract(id);
+    if (node.empty()) return std::nullopt;
+    return std::move(node.mapped());
   }
 
-  // A written batch's envelopes (nullopt: removed).
+  // A written batch's envelopes (nullopt: removed), those it took included.
   void absorb(Overlay&& written) {
     for (auto& [id, env] : written) {
       if (!env) {
@@ -464,7 +467,7 @@ class EnvelopeCache {
 // compose as if written one after the other.
 class BatchBuilder {
  public:
-  BatchBuilder(const Families& fam, const EnvelopeCache& cache) : fam_(fam), cache_(cache) {}
+  BatchBuilder(const Families& fam, EnvelopeCache& cache) : fam_(fam), cache_(cache) {}
 
   rdb::WriteBatch& batch() { return batch_; }
   // Per queue, the earliest due time among the schedule entries this batch
@@ -564,8 +567,8 @@ class BatchBuilder {
   Result<const Envelope*> lookup(const std::string& id) {
     auto it = overlay_.find(id);
     if (it == overlay_.end()) {
-      if (const Envelope* cached = cache_.find(id)) {
-        it = overlay_.emplace(id, *cached).first;
+      if (std::optional<Envelope> cached = cache_.take(id)) {
+        it = overlay_.emplace(id, std::move(cached)).first;
       } else {
         auto stored = read_envelope(fam_, rdb::ReadOptions(), id);
         if (!stored.ok()) return Error{stored.error()};
@@ -613,7 +616,7 @@ class BatchBuilder {
   }
 
   const Families& fam_;
-  const EnvelopeCache& cache_;
+  EnvelopeCache& cache_;
   rdb::WriteBatch batch_;
   EnvelopeCache::Overlay overlay_;
   EarliestDue earliest_due_ = no_entries();
