@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <ctime>
+#include <limits>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -37,7 +38,7 @@ std::string timestamp_now() {
   clock_gettime(CLOCK_REALTIME, &now);
   // Formatting the date costs more than the rest of a line; it changes once
   // a second, so each thread keeps the last one it formatted.
-  thread_local time_t formatted_second = -1;
+  thread_local time_t formatted_second = std::numeric_limits<time_t>::min();
   thread_local char seconds[32];
   thread_local size_t seconds_length = 0;
   if (now.tv_sec != formatted_second) {
