@@ -7,6 +7,7 @@
 #include <rocksdb/listener.h>
 #include <rocksdb/options.h>
 #include <rocksdb/perf_level.h>
+#include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/table_properties_collectors.h>
 #include <rocksdb/write_batch.h>
@@ -251,8 +252,16 @@ rdb::ColumnFamilyOptions small_family_options() {
   return o;
 }
 
+// Keys that grow with time (queue IDs, due times) are mostly inserted at the
+// end of their family's memtable, or of one queue's range in the schedule:
+// a per-prefix hint lets the memtable start there instead of at the top.
+void insert_with_hint(rdb::ColumnFamilyOptions& o) {
+  o.memtable_insert_with_hint_prefix_extractor.reset(rdb::NewFixedPrefixTransform(1));
+}
+
 rdb::ColumnFamilyOptions churning_family_options() {
   rdb::ColumnFamilyOptions o = small_family_options();
+  insert_with_hint(o);
   // A queue deletes most keys soon after writing them. Files that are mostly
   // tombstones get compacted early so that scans (due(), list()) do not wade
   // through dead entries.
@@ -277,6 +286,7 @@ rdb::ColumnFamilyOptions envelope_family_options() {
 rdb::ColumnFamilyOptions body_family_options() {
   rdb::ColumnFamilyOptions o;
   o.write_buffer_size = kBodiesWriteBuffer;
+  insert_with_hint(o);
   // Integrated BlobDB: chunks of 4 KiB and more go to blob files at flush and
   // the LSM tree holds only small references, so compaction does not rewrite
   // message bodies over and over.
