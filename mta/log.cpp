@@ -8,9 +8,11 @@
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <ctime>
+#include <limits>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -23,6 +25,8 @@ namespace {
 // Lines waiting for the writer beyond this are dropped (and counted), so a
 // stuck disk or a blocked stderr pipe cannot grow memory without bound.
 constexpr size_t kMaxQueuedLines = 100'000;
+// How long the writer lets lines gather after the first one wakes it.
+constexpr std::chrono::milliseconds kGatherTime{5};
 
 enum class Format { kv, json };
 enum class Target { stderr_fd, file, syslog };
@@ -32,11 +36,20 @@ constexpr char kHex[] = "0123456789abcdef";
 std::string timestamp_now() {
   timespec now{};
   clock_gettime(CLOCK_REALTIME, &now);
-  tm utc{};
-  gmtime_r(&now.tv_sec, &utc);
-  char seconds[32];
-  const size_t length = strftime(seconds, sizeof seconds, "%Y-%m-%dT%H:%M:%S", &utc);
-  std::string stamp(seconds, length);
+  // Formatting the date costs more than the rest of a line; it changes once
+  // a second, so each thread keeps the last one it formatted.
+  thread_local time_t formatted_second = std::numeric_limits<time_t>::min();
+  thread_local char seconds[32];
+  thread_local size_t seconds_length = 0;
+  if (now.tv_sec != formatted_second) {
+    tm utc{};
+    gmtime_r(&now.tv_sec, &utc);
+    seconds_length = strftime(seconds, sizeof seconds, "%Y-%m-%dT%H:%M:%S", &utc);
+    formatted_second = now.tv_sec;
+  }
+  std::string stamp;
+  stamp.reserve(seconds_length + 8);
+  stamp.append(seconds, seconds_length);
   char micros[7] = "000000";
   for (long rest = now.tv_nsec / 1000, i = 5; i >= 0; rest /= 10, --i) micros[i] = char('0' + rest % 10);
   stamp += '.';
@@ -248,7 +261,12 @@ class Logger {
           return;
         }
         queued_.push_back(std::move(line));
-        wake_writer_.notify_one();
+        // Only a writer waiting for lines needs waking; one that is writing
+        // or gathering takes this line with the others.
+        if (writer_waiting_) {
+          writer_waiting_ = false;
+          wake_writer_.notify_one();
+        }
         return;
       }
     }
@@ -267,7 +285,14 @@ class Logger {
       bool stopping = false;
       {
         std::unique_lock lock(queue_mutex_);
-        wake_writer_.wait(lock, [&] { return stopping_ || !queued_.empty(); });
+        if (!stopping_ && queued_.empty()) {
+          writer_waiting_ = true;
+          wake_writer_.wait(lock, [&] { return stopping_ || !queued_.empty(); });
+          writer_waiting_ = false;
+          // Lines come in bursts (several per message): gathering them for a
+          // moment turns a wake-up and a write() per line into one per batch.
+          wake_writer_.wait_for(lock, kGatherTime, [&] { return stopping_; });
+        }
         batch.swap(queued_);
         dropped = dropped_;
         dropped_ = 0;
@@ -312,6 +337,7 @@ class Logger {
   std::mutex queue_mutex_;
   std::condition_variable wake_writer_;
   std::vector<std::string> queued_;
+  bool writer_waiting_ = false;  // the writer sleeps until a line comes
   size_t dropped_ = 0;
   bool accepting_ = false;
   bool stopping_ = false;

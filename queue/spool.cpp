@@ -3,12 +3,17 @@
 #include <sys/statvfs.h>
 
 #include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
 #include <rocksdb/listener.h>
 #include <rocksdb/options.h>
+#include <rocksdb/perf_level.h>
+#include <rocksdb/slice_transform.h>
+#include <rocksdb/table.h>
 #include <rocksdb/utilities/table_properties_collectors.h>
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -132,6 +137,18 @@ std::string schedule_key(const Envelope& env) {
   return schedule_key(env.queue, env.next_attempt_us, env.id);
 }
 
+// Per queue, indexed by QueueName's value: every value a byte can hold, so
+// that a damaged envelope's number indexes no memory beyond.
+constexpr size_t kQueueSlots = 256;
+// Per queue (indexed by QueueName's value), a due time.
+using EarliestDue = std::array<int64_t, kQueueSlots>;
+
+EarliestDue no_entries() {
+  EarliestDue none;
+  none.fill(std::numeric_limits<int64_t>::max());
+  return none;
+}
+
 struct ScheduleEntry {
   QueueName queue;
   int64_t due_us;
@@ -200,9 +217,7 @@ std::optional<FinishedRecord> parse_finished(std::string_view key, std::string_v
   return record;
 }
 
-// Messages per queue, indexed by the queue's number (slot 0 unused). A number
-// no queue has (a damaged envelope) is not counted.
-constexpr size_t kQueueSlots = 8;
+// Messages per queue, indexed by the queue's number (slot 0 unused).
 using QueueCounts = std::array<int64_t, kQueueSlots>;
 
 void count_in(QueueCounts& counts, QueueName q, int64_t n) {
@@ -211,6 +226,15 @@ void count_in(QueueCounts& counts, QueueName q, int64_t n) {
 
 std::string_view view(const rdb::Slice& s) {
   return {s.data(), s.size()};
+}
+
+// RocksDB counts every operation in a per-thread perf context unless told
+// not to (its default level is kEnableCount). Nothing reads those counts, and
+// from the shared library each one is a thread-local lookup: a few percent
+// of the writer's and the readers' time. The level is per thread, so the
+// writer sets it once and the hot reads set it on whatever thread calls them.
+void skip_perf_counters() {
+  rdb::SetPerfLevel(rdb::PerfLevel::kDisable);
 }
 
 Error rocksdb_error(std::string_view what, const rdb::Status& s) {
@@ -269,8 +293,16 @@ rdb::ColumnFamilyOptions small_family_options() {
   return o;
 }
 
+// Keys that grow with time (queue IDs, due times) are mostly inserted at the
+// end of their family's memtable, or of one queue's range in the schedule:
+// a per-prefix hint lets the memtable start there instead of at the top.
+void insert_with_hint(rdb::ColumnFamilyOptions& o) {
+  o.memtable_insert_with_hint_prefix_extractor.reset(rdb::NewFixedPrefixTransform(1));
+}
+
 rdb::ColumnFamilyOptions churning_family_options() {
   rdb::ColumnFamilyOptions o = small_family_options();
+  insert_with_hint(o);
   // A queue deletes most keys soon after writing them. Files that are mostly
   // tombstones get compacted early so that scans (due(), list()) do not wade
   // through dead entries.
@@ -279,9 +311,23 @@ rdb::ColumnFamilyOptions churning_family_options() {
   return o;
 }
 
+// Envelopes are read by key only: every write looks its message up first (a
+// commit, always a miss), and so do due() and read_body(). Bloom filters let
+// a miss skip the table files, and the memtable's own filter the memtable.
+rdb::ColumnFamilyOptions envelope_family_options() {
+  rdb::ColumnFamilyOptions o = churning_family_options();
+  rdb::BlockBasedTableOptions table;
+  table.filter_policy.reset(rdb::NewBloomFilterPolicy(10));
+  o.table_factory.reset(rdb::NewBlockBasedTableFactory(table));
+  o.memtable_prefix_bloom_size_ratio = 0.1;
+  o.memtable_whole_key_filtering = true;
+  return o;
+}
+
 rdb::ColumnFamilyOptions body_family_options() {
   rdb::ColumnFamilyOptions o;
   o.write_buffer_size = kBodiesWriteBuffer;
+  insert_with_hint(o);
   // Integrated BlobDB: chunks of 4 KiB and more go to blob files at flush and
   // the LSM tree holds only small references, so compaction does not rewrite
   // message bodies over and over.
@@ -302,7 +348,7 @@ std::vector<rdb::ColumnFamilyDescriptor> family_descriptors() {
   std::vector<rdb::ColumnFamilyDescriptor> d(kFamilyCount);
   d[kDefault] = {rdb::kDefaultColumnFamilyName, small_family_options()};
   d[kBodies] = {"bodies", body_family_options()};
-  d[kEnvelopes] = {"envelopes", churning_family_options()};
+  d[kEnvelopes] = {"envelopes", envelope_family_options()};
   d[kSchedule] = {"schedule", churning_family_options()};
   d[kFinished] = {"finished", small_family_options()};
   return d;
@@ -419,6 +465,52 @@ void finish(Spool::Done& done, Status status) {
   if (done) done(std::move(status));
 }
 
+// The envelopes the writer wrote last, so that the next request on a message
+// (a claim after its commit, a removal after its claim) need not read it back
+// from RocksDB. The writer is the only one that changes envelopes, so what it
+// wrote is what is stored, as long as the write went through: after a failed
+// write (or a reopen, which drops unsynced writes) the cache is emptied.
+// Bounded: the oldest entries go first.
+class EnvelopeCache {
+ public:
+  using Overlay = std::unordered_map<std::string, std::optional<Envelope>>;
+
+  // Moves the envelope of `id` out, if there is one: the batch that asks for
+  // it gives it back through absorb() once written.
+  std::optional<Envelope> take(const std::string& id) {
+    auto node = envelopes_.extract(id);
+    if (node.empty()) return std::nullopt;
+    return std::move(node.mapped());
+  }
+
+  // A written batch's envelopes (nullopt: removed), those it took included.
+  void absorb(Overlay&& written) {
+    for (auto& [id, env] : written) {
+      if (!env) {
+        envelopes_.erase(id);
+      } else if (auto [it, inserted] = envelopes_.insert_or_assign(id, std::move(*env)); inserted) {
+        order_.push_back(id);
+      }
+    }
+    while (order_.size() > kCachedEnvelopes) {
+      envelopes_.erase(order_.front());
+      order_.pop_front();
+    }
+  }
+
+  void clear() {
+    envelopes_.clear();
+    order_.clear();
+  }
+
+ private:
+  // Enough for every message between its commit and its removal at several
+  // thousand messages a second; a few megabytes.
+  static constexpr size_t kCachedEnvelopes = 8192;
+  std::unordered_map<std::string, Envelope> envelopes_;
+  std::deque<std::string> order_;  // first insertion of each entry, oldest first
+};
+
 // Turns the requests of one batch into one WriteBatch. Each request adds all
 // of its writes or none: it is checked before it writes, and a save point
 // undoes a partial one. Later requests see the envelopes earlier ones wrote
@@ -427,11 +519,17 @@ void finish(Spool::Done& done, Status status) {
 class BatchBuilder {
  public:
   // `keep_finished`: removals add a finished record.
-  BatchBuilder(const Families& fam, bool keep_finished) : fam_(fam), keep_finished_(keep_finished) {}
+  BatchBuilder(const Families& fam, EnvelopeCache& cache, bool keep_finished)
+      : fam_(fam), cache_(cache), keep_finished_(keep_finished) {}
 
   rdb::WriteBatch& batch() { return batch_; }
   // How the batch changes the number of messages in each queue.
   const QueueCounts& queue_changes() const { return queue_changes_; }
+  // Per queue, the earliest due time among the schedule entries this batch
+  // puts (a failed request's included: over-reporting is harmless).
+  const EarliestDue& earliest_due() const { return earliest_due_; }
+  // The envelopes as the batch leaves them, for the cache once it is written.
+  EnvelopeCache::Overlay take_envelopes() { return std::move(overlay_); }
 
   Status add(Operation& op) {
     batch_.SetSavePoint();
@@ -469,9 +567,9 @@ class BatchBuilder {
     if (op.last_chunk) {
       if (Status s = put(kBodies, chunk_key(env.id, env.body_chunks - 1), *op.last_chunk); !s) return s;
     }
-    if (Status s = put(kSchedule, schedule_key(env), {}); !s) return s;
+    if (Status s = put_schedule(env); !s) return s;
     count_in(queue_changes_, env.queue, 1);
-    return store_envelope(env);
+    return store_envelope(std::move(op.env));
   }
 
   Status apply(DiscardOp& op) {
@@ -492,7 +590,7 @@ class BatchBuilder {
     Envelope env = **current;
     env.queue = op.to;
     env.next_attempt_us = op.due_us;
-    return replace(**current, env);
+    return replace(**current, std::move(env));
   }
 
   Status apply(UpdateOp& op) {
@@ -504,7 +602,7 @@ class BatchBuilder {
     if ((*current)->body_chunks != op.env.body_chunks) {
       return Error{"update: body_chunks of message " + op.env.id + " cannot change"};
     }
-    return replace(**current, op.env);
+    return replace(**current, std::move(op.env));
   }
 
   Status apply(RemoveOp& op) {
@@ -525,29 +623,46 @@ class BatchBuilder {
     return {};
   }
 
-  // The current envelope of `id` as this batch leaves it.
-  Result<std::optional<Envelope>> lookup(const std::string& id) {
-    if (auto it = overlay_.find(id); it != overlay_.end()) return it->second;
-    auto stored = read_envelope(fam_, rdb::ReadOptions(), id);
-    if (stored.ok()) overlay_[id] = *stored;
-    return stored;
+  // The current envelope of `id` as this batch leaves it (null: none). It
+  // points into the overlay, so it is valid until the next store_envelope().
+  Result<const Envelope*> lookup(const std::string& id) {
+    auto it = overlay_.find(id);
+    if (it == overlay_.end()) {
+      if (std::optional<Envelope> cached = cache_.take(id)) {
+        it = overlay_.emplace(id, std::move(cached)).first;
+      } else {
+        auto stored = read_envelope(fam_, rdb::ReadOptions(), id);
+        if (!stored.ok()) return Error{stored.error()};
+        it = overlay_.emplace(id, std::move(*stored)).first;
+      }
+    }
+    return it->second ? &*it->second : nullptr;
   }
 
-  Status replace(const Envelope& old_env, const Envelope& new_env) {
+  // `old_env` may be the overlay's entry that the new envelope replaces.
+  Status replace(const Envelope& old_env, Envelope new_env) {
     std::string old_key = schedule_key(old_env);
     std::string new_key = schedule_key(new_env);
     if (old_key != new_key) {
       if (Status s = erase(kSchedule, old_key); !s) return s;
-      if (Status s = put(kSchedule, new_key, {}); !s) return s;
+      if (Status s = put_schedule(new_env); !s) return s;
     }
     count_in(queue_changes_, old_env.queue, -1);
     count_in(queue_changes_, new_env.queue, 1);
-    return store_envelope(new_env);
+    return store_envelope(std::move(new_env));
   }
 
-  Status store_envelope(const Envelope& env) {
+  Status store_envelope(Envelope env) {
     if (Status s = put(kEnvelopes, env.id, encode(env)); !s) return s;
-    overlay_[env.id] = env;
+    std::string id = env.id;
+    overlay_.insert_or_assign(std::move(id), std::move(env));
+    return {};
+  }
+
+  Status put_schedule(const Envelope& env) {
+    if (Status s = put(kSchedule, schedule_key(env), {}); !s) return s;
+    int64_t& earliest = earliest_due_[static_cast<size_t>(env.queue)];
+    earliest = std::min(earliest, env.next_attempt_us);
     return {};
   }
 
@@ -564,10 +679,12 @@ class BatchBuilder {
   }
 
   const Families& fam_;
+  EnvelopeCache& cache_;
   const bool keep_finished_;
   rdb::WriteBatch batch_;
   QueueCounts queue_changes_{};
-  std::unordered_map<std::string, std::optional<Envelope>> overlay_;
+  EnvelopeCache::Overlay overlay_;
+  EarliestDue earliest_due_ = no_entries();
 };
 
 }  // namespace
@@ -591,6 +708,46 @@ struct Spool::Impl {
   std::thread writer;
   std::atomic<std::thread::id> writer_id{};
   int64_t next_finished_purge_us = 0;  // writer thread only
+  EnvelopeCache envelope_cache;        // writer thread only
+  // Set by recover(), which writes envelopes itself: the writer empties its
+  // cache before its next batch.
+  std::atomic<bool> envelopes_changed_elsewhere{false};
+
+  // Where due() starts its scan of each queue. Claimed and moved messages
+  // leave tombstones at the front of a queue's schedule until compaction; a
+  // scan from the queue's start would walk all of them again each time, so
+  // due() remembers the earliest live entry it saw and starts there next
+  // time. The writer moves the start back (after its write is visible, before
+  // any `done` runs) whenever it puts an earlier entry. due() calls are
+  // serialized by scan_mutex, so one scan at a time collects the entries put
+  // while it runs (put_during_scan), which its snapshot may not show.
+  std::mutex scan_mutex;
+  std::mutex scan_start_mutex;
+  EarliestDue scan_start = from_the_beginning();     // guarded by scan_start_mutex
+  EarliestDue put_during_scan = no_entries();        // guarded by scan_start_mutex
+
+  static EarliestDue from_the_beginning() {
+    EarliestDue all;
+    all.fill(std::numeric_limits<int64_t>::min());
+    return all;
+  }
+
+  // The writer, after a write: entries due this early may now exist.
+  void entries_put(const EarliestDue& earliest) {
+    std::lock_guard lock(scan_start_mutex);
+    for (size_t q = 0; q < kQueueSlots; ++q) {
+      scan_start[q] = std::min(scan_start[q], earliest[q]);
+      put_during_scan[q] = std::min(put_during_scan[q], earliest[q]);
+    }
+  }
+
+  // After anything that may bring back entries without the writer's notice
+  // (a reopen that drops unsynced claims, recover()).
+  void scan_from_the_beginning() {
+    std::lock_guard lock(scan_start_mutex);
+    scan_start = from_the_beginning();
+    put_during_scan = from_the_beginning();  // a scan under way must not move the start either
+  }
 
   std::atomic<uint64_t> commits{0};
   std::atomic<uint64_t> batches{0};
@@ -656,6 +813,8 @@ struct Spool::Impl {
     if (db) db->Close().PermitUncheckedError();
     db.reset();
     families.db = nullptr;
+    envelope_cache.clear();
+    scan_from_the_beginning();
     if (Status opened = open_db(); !opened) return opened;
     return count_queues();
   }
@@ -831,7 +990,8 @@ struct Spool::Impl {
       for (Request& request : batch) finish(request.done, refused);
       return;
     }
-    BatchBuilder builder(families, options.finished_retention_us > 0);
+    if (envelopes_changed_elsewhere.exchange(false)) envelope_cache.clear();
+    BatchBuilder builder(families, envelope_cache, options.finished_retention_us > 0);
     std::vector<Status> results;
     results.reserve(batch.size());
     bool sync = false;
@@ -857,16 +1017,19 @@ struct Spool::Impl {
       rdb::WriteOptions wo;
       wo.sync = sync;
       rdb::Status s = db->Write(wo, &builder.batch());
+      entries_put(builder.earliest_due());
       batches.fetch_add(1, std::memory_order_relaxed);
       if (sync) wal_syncs.fetch_add(1, std::memory_order_relaxed);
       if (!s.ok()) {
         Error failure = rocksdb_error("writing to the spool", s);
         enter_failure(s.ToString());
+        envelope_cache.clear();
         report(SpoolEvent::Kind::write_failed, s.ToString(), batch.size());
         for (Status& result : results) {
           if (result.ok()) result = failure;
         }
       } else {
+        envelope_cache.absorb(builder.take_envelopes());
         reclaimer->wrote(deletes_bodies(batch, results));
         for (size_t slot = 0; slot < kQueueSlots; ++slot) {
           if (int64_t change = builder.queue_changes()[slot]) queued[slot].fetch_add(change, std::memory_order_relaxed);
@@ -1107,6 +1270,7 @@ Result<std::unique_ptr<Spool>> Spool::open(const SpoolOptions& options) {
     Impl* writer_impl = impl.get();
     impl->writer = std::thread([writer_impl] {
       name_this_thread("tern-spool");
+      skip_perf_counters();
       writer_impl->run_writer();
     });
   } catch (const std::system_error& e) {
@@ -1177,6 +1341,7 @@ std::optional<Envelope> Spool::get(const std::string& id) const {
 }
 
 Result<std::string> Spool::read_body(const std::string& id) const {
+  skip_perf_counters();
   std::shared_lock lock(impl_->db_mutex);
   if (!impl_->db) return Error{"read_body: the spool is not open (recovering from a write error)"};
   // One snapshot for the envelope and all its chunks: a concurrent remove
@@ -1203,19 +1368,29 @@ Result<std::string> Spool::read_body(const std::string& id) const {
 }
 
 std::vector<Envelope> Spool::due(QueueName q, int64_t now_us, size_t limit) const {
+  skip_perf_counters();
   std::vector<Envelope> out;
   if (limit == 0) return out;
   std::shared_lock lock(impl_->db_mutex);
   if (!impl_->db) return out;
+  std::lock_guard scan_lock(impl_->scan_mutex);
+  const size_t slot = static_cast<size_t>(q);
+  int64_t start_us;
+  {
+    std::lock_guard start_lock(impl_->scan_start_mutex);
+    start_us = impl_->scan_start[slot];
+    impl_->put_during_scan[slot] = std::numeric_limits<int64_t>::max();
+  }
   rdb::ManagedSnapshot snapshot(impl_->db.get());
   rdb::ReadOptions ro;
   ro.snapshot = snapshot.snapshot();
   // Bounds keep the scan (and the tombstones it skips) inside this queue's
-  // due entries.
-  std::string lower(1, static_cast<char>(q));
-  std::string upper = now_us == std::numeric_limits<int64_t>::max()
-                          ? std::string(1, static_cast<char>(static_cast<uint8_t>(q) + 1))
-                          : schedule_key(q, now_us + 1, {});
+  // due entries, from where live ones may begin.
+  const bool to_the_end = now_us == std::numeric_limits<int64_t>::max();
+  std::string lower = schedule_key(q, start_us, {});
+  std::string upper = to_the_end ? std::string(1, static_cast<char>(static_cast<uint8_t>(q) + 1))
+                                 : schedule_key(q, now_us + 1, {});
+  if (lower >= upper) return out;
   rdb::Slice lower_bound(lower);
   rdb::Slice upper_bound(upper);
   ro.iterate_lower_bound = &lower_bound;
@@ -1230,6 +1405,12 @@ std::vector<Envelope> Spool::due(QueueName q, int64_t now_us, size_t limit) cons
     if (!env.ok() || !*env || (*env)->queue != q || (*env)->next_attempt_us != entry->due_us) continue;
     out.push_back(std::move(**env));
   }
+  if (!it->status().ok()) return out;
+  // Nothing live before the first entry returned; with none, nothing up to now.
+  int64_t next_start = !out.empty() ? out.front().next_attempt_us : to_the_end ? now_us : now_us + 1;
+  std::lock_guard start_lock(impl_->scan_start_mutex);
+  next_start = std::min(next_start, impl_->put_during_scan[slot]);
+  impl_->scan_start[slot] = std::max(impl_->scan_start[slot], next_start);
   return out;
 }
 
@@ -1245,7 +1426,10 @@ std::vector<FinishedRecord> Spool::finished() const {
 }
 
 Result<size_t> Spool::recover() {
-  return impl_->recover();
+  Result<size_t> requeued = impl_->recover();
+  impl_->envelopes_changed_elsewhere.store(true);
+  impl_->scan_from_the_beginning();
+  return requeued;
 }
 
 SpoolStats Spool::stats() const {

@@ -110,10 +110,15 @@ void Loop::arm_wakeup() {
 }
 
 void Loop::post(std::function<void()> fn) {
+  bool first;
   {
     std::lock_guard lock(posted_mu_);
+    first = posted_.empty();
     posted_.push_back(std::move(fn));
   }
+  // One wake-up per batch, not per function: whoever found the queue empty
+  // wakes the loop, which then runs everything posted until it drains.
+  if (!first) return;
   uint64_t one = 1;
   // A full counter still wakes the loop; nothing to handle.
   [[maybe_unused]] ssize_t n = write(wake_fd_, &one, sizeof one);

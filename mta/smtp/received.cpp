@@ -1,6 +1,7 @@
 #include "mta/smtp/received.h"
 
 #include <ctime>
+#include <limits>
 
 namespace tern::smtp {
 
@@ -13,11 +14,17 @@ std::string protocol_name(bool esmtp, bool tls, bool authenticated, bool smtputf
 
 std::string rfc5322_date(int64_t time_us) {
   time_t secs = static_cast<time_t>(time_us / 1'000'000);
-  struct tm tm {};
-  gmtime_r(&secs, &tm);
-  char buf[64];
-  strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
-  return buf;
+  // Every message gets one, and many arrive within the same second:
+  // each thread formats a second once.
+  thread_local time_t formatted_second = std::numeric_limits<time_t>::min();
+  thread_local char formatted[64];
+  if (secs != formatted_second) {
+    struct tm tm {};
+    gmtime_r(&secs, &tm);
+    strftime(formatted, sizeof formatted, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+    formatted_second = secs;
+  }
+  return formatted;
 }
 
 std::string received_header(const TraceInfo& t) {

@@ -375,7 +375,11 @@ Reply Session::storage_failure_reply() const {
 
 io::Task<void> Session::spill_chunk_if_full() {
   if (reader_->pending_output() + pending_chunk_.size() < kChunkSize || reader_->verdict()) co_return;
-  pending_chunk_ += reader_->take_output();
+  if (pending_chunk_.empty()) {
+    pending_chunk_ = reader_->take_output();
+  } else {
+    pending_chunk_ += reader_->take_output();
+  }
   if (store_failure_) {  // the rest of a refused message is read, not stored
     pending_chunk_.clear();
     co_return;
@@ -440,7 +444,11 @@ io::Task<void> Session::finish_content() {
   env.client_helo = helo_;
   env.protocol = protocol_name(esmtp_, conn_.tls() != nullptr, !auth_user_.empty(), mail_.smtputf8);
   env.message_id = reader_->message_id();
-  pending_chunk_ += reader_->take_output();
+  if (pending_chunk_.empty()) {
+    pending_chunk_ = reader_->take_output();
+  } else {
+    pending_chunk_ += reader_->take_output();
+  }
   env.body_size = stored_bytes_ + pending_chunk_.size();
   env.body_chunks = chunks_written_ + 1;
   env.queue = queue::QueueName::incoming;
@@ -448,7 +456,11 @@ io::Task<void> Session::finish_content() {
   auto& spool = worker_.context().spool;
   std::string last = std::move(pending_chunk_);
   pending_chunk_.clear();
-  queue::Envelope logged = env;
+  // What the log line needs, kept before the envelope goes to the spool.
+  const std::string logged_sender = "<" + env.sender + ">";
+  const size_t logged_recipients = env.recipients.size();
+  const std::string logged_protocol = env.protocol;
+  const std::string logged_message_id = env.message_id;
   Status st = co_await SpoolAwait{worker_.loop(), [&](queue::Spool::Done done) {
                                     spool.commit(std::move(env), std::move(last), std::move(done));
                                   }};
@@ -459,10 +471,10 @@ io::Task<void> Session::finish_content() {
     reset_transaction();
     co_return;
   }
-  log::event("received", {{"qid", logged.id}, {"client", client_ip_}, {"helo", helo_},
-                          {"from", "<" + logged.sender + ">"}, {"nrcpt", logged.recipients.size()},
-                          {"size", reader_->size()}, {"proto", logged.protocol},
-                          {"message_id", logged.message_id}});
+  log::event("received", {{"qid", queue_id_}, {"client", client_ip_}, {"helo", helo_},
+                          {"from", logged_sender}, {"nrcpt", logged_recipients},
+                          {"size", reader_->size()}, {"proto", logged_protocol},
+                          {"message_id", logged_message_id}});
   if (worker_.context().queued) worker_.context().queued();
   reply(250, "2.0.0", "Ok: queued as " + queue_id_);
   chunks_written_ = 0;  // committed: nothing to discard any more

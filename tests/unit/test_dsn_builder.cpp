@@ -87,6 +87,16 @@ bool is_ascii(std::string_view s) {
 // ---------------------------------------------------------------------------
 // Top-level headers
 
+// rfc5322_date() keeps the last second it formatted: a new second, earlier
+// or later, is formatted again.
+TEST(Rfc5322Date, FormatsEachSecond) {
+  EXPECT_EQ(smtp::rfc5322_date(0), "Thu, 01 Jan 1970 00:00:00 +0000");
+  EXPECT_EQ(smtp::rfc5322_date(999'999), "Thu, 01 Jan 1970 00:00:00 +0000");
+  EXPECT_EQ(smtp::rfc5322_date(1'000'000), "Thu, 01 Jan 1970 00:00:01 +0000");
+  EXPECT_EQ(smtp::rfc5322_date(-1'000'000), "Wed, 31 Dec 1969 23:59:59 +0000");
+  EXPECT_EQ(smtp::rfc5322_date(0), "Thu, 01 Jan 1970 00:00:00 +0000");
+}
+
 TEST(DsnBuilder, TopLevelHeaders) {
   const Built b = build_and_parse(base_report());
   const auto& h = b.msg.headers;

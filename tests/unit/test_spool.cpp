@@ -704,6 +704,56 @@ TEST(SpoolTest, DueRespectsTimeOrderAndLimit) {
   EXPECT_EQ(spool->due(QueueName::retry1, 0, 100).size(), 1u);
 }
 
+// due() starts where the last scan found the first live entry, so it does
+// not walk the tombstones of claimed mail again; entries put behind that
+// start (earlier due times, commits that were stamped earlier but written
+// later, requeued mail) must still be found.
+TEST(SpoolTest, DueFindsEntriesPutBehindWhereTheLastScanStarted) {
+  TempDir dir;
+  auto spool = open_spool(dir.path());
+  ASSERT_TRUE(spool);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    ids.push_back(new_queue_id());
+    ASSERT_TRUE(commit_one(*spool, make_envelope(ids.back(), 0, 0, QueueName::incoming, 1000 + i), std::nullopt));
+  }
+  ASSERT_EQ(spool->due(QueueName::incoming, 5000, 2).size(), 2u);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(wait([&](Spool::Done d) { spool->claim(ids[i], std::move(d)); }));
+  }
+  std::vector<Envelope> rest = spool->due(QueueName::incoming, 5000, 10);
+  ASSERT_EQ(rest.size(), 2u);
+  EXPECT_EQ(rest[0].id, ids[3]);
+
+  // Everything claimed: the next scan finds nothing up to its `now`...
+  for (int i = 3; i < 5; ++i) {
+    ASSERT_TRUE(wait([&](Spool::Done d) { spool->claim(ids[i], std::move(d)); }));
+  }
+  EXPECT_TRUE(spool->due(QueueName::incoming, 5000, 10).empty());
+  // ...and still sees what is put before that later on.
+  std::string late = new_queue_id();
+  ASSERT_TRUE(commit_one(*spool, make_envelope(late, 0, 0, QueueName::incoming, 10), std::nullopt));
+  ASSERT_TRUE(spool->move_sync(ids[0], QueueName::incoming, 20));
+  std::vector<Envelope> found = spool->due(QueueName::incoming, 5000, 10);
+  ASSERT_EQ(found.size(), 2u);
+  EXPECT_EQ(found[0].id, late);
+  EXPECT_EQ(found[1].id, ids[0]);
+  EXPECT_TRUE(spool->due(QueueName::incoming, 5, 10).empty());
+  EXPECT_EQ(spool->due(QueueName::incoming, 10, 10).size(), 1u);
+
+  // recover() returns `active` mail to incoming: found again after it.
+  ASSERT_EQ(spool->due(QueueName::incoming, std::numeric_limits<int64_t>::max(), 10).size(), 2u);
+  auto requeued = spool->recover();
+  ASSERT_TRUE(requeued.ok()) << requeued.error();
+  EXPECT_EQ(*requeued, 4u);
+  EXPECT_EQ(spool->due(QueueName::incoming, std::numeric_limits<int64_t>::max(), 10).size(), 6u);
+  // A claim after recover() takes the requeued message out of incoming.
+  ASSERT_TRUE(wait([&](Spool::Done d) { spool->claim(ids[1], std::move(d)); }));
+  std::vector<Envelope> left = spool->due(QueueName::incoming, std::numeric_limits<int64_t>::max(), 10);
+  EXPECT_EQ(left.size(), 5u);
+  EXPECT_FALSE(contains_id(left, ids[1]));
+}
+
 TEST(SpoolTest, RefusesWritesThatWouldCorruptMessages) {
   TempDir dir;
   auto spool = open_spool(dir.path());
