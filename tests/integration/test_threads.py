@@ -48,7 +48,7 @@ def test_delivery_loops_are_as_many_as_configured(ternd_factory):
                        what="two delivery loops")
     assert "tern-deliver-2" not in names.values(), names
     assert "tern-dlv-io-2" not in names.values(), names
-    assert t.events("delivery_started")[0]["loops"] == "2"
+    assert t.wait_event("delivery_started")["loops"] == "2"
 
 
 def test_sink_names_its_threads(sink_factory, workdir):
