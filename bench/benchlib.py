@@ -204,12 +204,15 @@ class Sink:
             raise Failure("tern-sink did not start")
 
     def snapshot(self):
-        before = os.stat(self.json).st_mtime_ns if os.path.exists(self.json) else 0
+        # Each report is a new file renamed over the old one, so a new inode
+        # number says the report is fresh (two reports can share a
+        # modification time: the file system's clock ticks in milliseconds).
+        before = os.stat(self.json).st_ino if os.path.exists(self.json) else None
         self.proc.send_signal(signal.SIGUSR1)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             try:
-                if os.stat(self.json).st_mtime_ns != before:
+                if os.stat(self.json).st_ino != before:
                     with open(self.json) as f:
                         return json.load(f)
             except (OSError, ValueError):

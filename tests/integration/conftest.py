@@ -844,6 +844,17 @@ def send(ternd, rcpts, sender="alice@example.test", body="Subject: t\r\n\r\nhell
         c.sendmail(sender, list(rcpts), body.encode())
 
 
+def hold_backlog(ternd, domain, rcpts):
+    """Holds `domain` and queues one message to each of `rcpts` (all in that
+    domain); returns once every one of them waits in the hold queue, so a
+    release-domain hands the engine a backlog at once."""
+    assert ternd.ternctl("hold-domain", domain).returncode == 0
+    for rcpt in rcpts:
+        send(ternd, [rcpt])
+    wait_until(lambda: len(q := ternd.queue()) == len(rcpts) and all(m["queue"] == "hold" for m in q), 10,
+               what=f"{len(rcpts)} messages held")
+
+
 def send_concurrently(port, messages, connections):
     """Sends `messages`, (sender, rcpts, body) each, over `connections` SMTP
     connections at once (message i on connection i % connections); asserts

@@ -15,7 +15,8 @@ import time
 
 import pytest
 
-from conftest import active_messages, delivering_ternd, free_port, make_cert, send, sink_on, wait_messages, wait_until
+from conftest import (active_messages, delivering_ternd, free_port, hold_backlog, make_cert, send, sink_on, wait_messages,
+                      wait_until)
 
 def test_delivers_to_the_best_mx(ternd_factory, dns_factory, sink_factory):
     port = free_port()
@@ -329,11 +330,7 @@ def test_resource_busy_is_logged_once_per_held_back_message(ternd_factory, dns_f
     t = delivering_ternd(ternd_factory, dns, port,
                          delivery={"max_per_destination": 1, "max_messages_per_connection": 1})
     # A backlog that reaches the engine at once: held, then released.
-    assert t.ternctl("hold-domain", "dest.test").returncode == 0
-    for i in range(5):
-        send(t, [f"early{i}@dest.test"])
-    wait_until(lambda: len(t.queue()) == 5 and all(m["queue"] == "hold" for m in t.queue()), 10,
-               what="five messages held")
+    hold_backlog(t, "dest.test", [f"early{i}@dest.test" for i in range(5)])
     r = t.ternctl("release-domain", "dest.test")
     assert r.returncode == 0, r.stderr
     # More while the backlog is being worked off (a second at least: 5 × 200 ms).
@@ -360,11 +357,7 @@ def test_active_set_is_bounded(ternd_factory, dns_factory, sink_factory):
     dns = dns_factory("--host-record=dest.test,127.0.0.2")
     s = sink_on(sink_factory, "127.0.0.2", port, "--delay", "dot=100")
     t = delivering_ternd(ternd_factory, dns, port, delivery={"active_limit": 3, "max_per_destination": 1})
-    assert t.ternctl("hold-domain", "dest.test").returncode == 0
-    for i in range(12):
-        send(t, [f"r{i}@dest.test"])
-    wait_until(lambda: len(t.queue()) == 12 and all(m["queue"] == "hold" for m in t.queue()), 10,
-               what="twelve messages held")
+    hold_backlog(t, "dest.test", [f"r{i}@dest.test" for i in range(12)])
     assert t.ternctl("release-domain", "dest.test").returncode == 0
     seen = []
     deadline = time.monotonic() + 30
@@ -399,11 +392,7 @@ def test_fresh_mail_is_not_queued_behind_a_released_backlog(ternd_factory, dns_f
     backlog_sink = sink_on(sink_factory, "127.0.0.2", port, "--delay", "dot=100")
     fresh_sink = sink_on(sink_factory, "127.0.0.3", port)
     t = delivering_ternd(ternd_factory, dns, port, delivery={"active_limit": 3, "max_per_destination": 1})
-    assert t.ternctl("hold-domain", "dest.test").returncode == 0
-    for i in range(16):
-        send(t, [f"r{i}@dest.test"])
-    wait_until(lambda: len(t.queue()) == 16 and all(m["queue"] == "hold" for m in t.queue()), 10,
-               what="sixteen messages held")
+    hold_backlog(t, "dest.test", [f"r{i}@dest.test" for i in range(16)])
     assert t.ternctl("release-domain", "dest.test").returncode == 0
     t.wait_event("delivered", rcpt="r0@dest.test")
     send(t, ["new@fresh.test"])

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import (delivering_ternd, expect, free_port, qid_of, send, send_simple, simple_message, sink_on,
+from conftest import (delivering_ternd, expect, free_port, hold_backlog, qid_of, send_simple, simple_message, sink_on,
                       wait_messages, wait_until)
 
 KEYS = {"id", "queue", "size", "arrival", "sender", "recipients", "attempts", "next_attempt",
@@ -232,11 +232,7 @@ def test_stats_queues_and_threads(ternd_factory, dns_factory, sink_factory):
     dns = dns_factory("--host-record=dest.test,127.0.0.2")
     s = sink_on(sink_factory, "127.0.0.2", port, "--delay", "dot=300")
     t = delivering_ternd(ternd_factory, dns, port, delivery={"active_limit": 2, "max_per_destination": 1})
-    assert t.ternctl("hold-domain", "dest.test").returncode == 0
-    for i in range(5):
-        send(t, [f"r{i}@dest.test"])
-    wait_until(lambda: len(t.queue()) == 5 and all(m["queue"] == "hold" for m in t.queue()), 10,
-               what="five messages held")
+    hold_backlog(t, "dest.test", [f"r{i}@dest.test" for i in range(5)])
     text, js = _queued(t)
     assert text == js == {**{q: 0 for q in QUEUES}, "hold": 5}, (text, js)
     stats = _stats_json(t)
