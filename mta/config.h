@@ -113,6 +113,9 @@ struct Config {
     unsigned max_connections = 500;            // outbound, in total
     unsigned max_per_destination = 20;         // connections per next hop
     unsigned active_limit = 20'000;            // messages taken into memory at once
+    // Of them for one next hop; 0 = no bound of its own; unset = a quarter
+    // of active_limit.
+    std::optional<unsigned> active_per_destination;
     unsigned destination_rate = 0;             // messages/s per next hop; 0 = unlimited
     unsigned max_messages_per_connection = 100;
     int64_t connection_cache_time_ms = 5'000;  // idle connections wait this long for more mail

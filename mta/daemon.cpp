@@ -312,7 +312,10 @@ int run_daemon(const std::string& config_path) {
       *spool.value(),
       [&ctx, e = engine.get()] {
         return std::vector<std::pair<std::string, uint64_t>>{
-            {"connections", ctx.limiter.total()}, {"active_messages", e ? e->active_messages() : 0}};
+            {"connections", ctx.limiter.total()},
+            {"active_messages", e ? e->active_messages() : 0},
+            {"active_put_back", e ? e->put_back_messages() : 0},
+            {"destinations_at_share", e ? e->destinations_at_share() : 0}};
       },
       std::move(delivery_controls), ControlServer::AccessControls{ctx.pop_window, config.relay.pop_window_minutes});
   control->start(std::move(control_socket.value()), config.control.socket);
