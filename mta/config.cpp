@@ -198,7 +198,7 @@ max_per_destination = 20
 active_limit = 20000
 # Of them for one next hop, so that a slow destination cannot take them
 # all; 0 = no bound of its own. Default: a quarter of active_limit.
-#active_per_destination = 5000
+# active_per_destination = 5000
 # Messages per second per next hop; 0 = unlimited.
 destination_rate = 0
 # Messages one connection carries (RSET between) before it is closed.
@@ -1264,6 +1264,10 @@ unsigned worker_count(const Config& config) {
 
 unsigned delivery_loop_count(const Config& config, unsigned workers) {
   return config.delivery.loops ? config.delivery.loops : workers;
+}
+
+unsigned active_per_destination(const Config& config) {
+  return config.delivery.active_per_destination.value_or(std::max(1u, config.delivery.active_limit / 4));
 }
 
 std::string_view default_config_toml() {

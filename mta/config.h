@@ -208,6 +208,9 @@ ConfigParse load_config_file(const std::string& path);
 unsigned worker_count(const Config& config);
 // delivery.loops as it applies: 0 means as many as the workers.
 unsigned delivery_loop_count(const Config& config, unsigned workers);
+// delivery.active_per_destination as it applies: unset means a quarter of
+// active_limit (at least 1); 0 means no bound of its own.
+unsigned active_per_destination(const Config& config);
 
 // The embedded default configuration (what `make run` starts with).
 std::string_view default_config_toml();

@@ -261,6 +261,7 @@ int run_daemon(const std::string& config_path) {
     if (!engine_settings) return fatal(engine_settings.error());
     engine_settings.value().local_recipients = settings.value()->local_recipients;
     const unsigned loops = engine_settings.value().loops;
+    const size_t active_per_destination = engine_settings.value().active_per_destination;
     auto started = delivery::DeliveryEngine::start(*spool.value(), std::move(engine_settings.value()));
     if (!started) return fatal("delivery: " + started.error());
     engine = std::move(started.value());
@@ -268,6 +269,8 @@ int run_daemon(const std::string& config_path) {
                {{"loops", loops},
                 {"max_connections", config.delivery.max_connections},
                 {"max_per_destination", config.delivery.max_per_destination},
+                {"active_limit", config.delivery.active_limit},
+                {"active_per_destination", active_per_destination},
                 {"router", config.routing.router.empty() ? std::string("none") : config.routing.router},
                 {"firewall", config.routing.firewall ? "yes" : "no"},
                 {"transport_entries", config.routing.transport.size()},
