@@ -762,8 +762,8 @@ struct DeliveryEngine::Impl {
   // Replaced on reload (set_local_recipients).
   std::shared_ptr<const local::LocalResolver> local_recipients = settings.local_recipients;
   // Queue IDs taken and not yet settled: the active set, at most
-  // settings.active_limit (enter_active, leave_active), each with the keys
-  // of the next hops it was counted against in `shares`.
+  // settings.active_limit (enter_active, leave_active), each with the next
+  // hops it was counted against in `shares` (share_name).
   std::unordered_map<std::string, std::vector<std::string>> in_flight;
   // How much of the active set each next hop holds, at most
   // settings.active_per_destination; a put-back message waits no longer
@@ -1165,8 +1165,9 @@ struct DeliveryEngine::Impl {
           if (home().stopping) co_return;
           if (in_flight.contains(envelope.id)) continue;
           Routes routes = route_recipients(envelope);
-          std::vector<std::string> hops;
-          for (const auto& [hop, indices] : routes.remote) hops.push_back(share_name(hop));
+          std::vector<std::string> hops;  // none without a share to count them against
+          if (settings.active_per_destination > 0)
+            for (const auto& [hop, indices] : routes.remote) hops.push_back(share_name(hop));
           const DestinationShares::Admission admission = shares.admit(hops, now);
           for (size_t i : admission.episodes_begun)
             log::event("destination_at_share", {{"destination", hops[i]},
