@@ -8,7 +8,6 @@
 #include <random>
 #include <thread>
 #include <unordered_map>
-#include <unordered_set>
 #include <set>
 #include <fstream>
 #include <filesystem>
