@@ -196,6 +196,9 @@ max_connections = 500
 max_per_destination = 20
 # Messages being delivered at once (in memory); the rest wait in the spool.
 active_limit = 20000
+# Of them for one next hop, so that a slow destination cannot take them
+# all; 0 = no bound of its own. Default: a quarter of active_limit.
+# active_per_destination = 5000
 # Messages per second per next hop; 0 = unlimited.
 destination_rate = 0
 # Messages one connection carries (RSET between) before it is closed.
@@ -631,6 +634,7 @@ class ConfigReader {
     else if (key == "delivery.max_connections") read_count(key, node, 1, delivery.max_connections);
     else if (key == "delivery.max_per_destination") read_count(key, node, 1, delivery.max_per_destination);
     else if (key == "delivery.active_limit") read_count(key, node, 1, delivery.active_limit);
+    else if (key == "delivery.active_per_destination") read_count(key, node, 0, delivery.active_per_destination.emplace());
     else if (key == "delivery.destination_rate") read_count(key, node, 0, delivery.destination_rate);
     else if (key == "delivery.max_messages_per_connection") read_count(key, node, 1, delivery.max_messages_per_connection);
     else if (key == "delivery.connection_cache_time") read_duration(key, node, true, delivery.connection_cache_time_ms);
@@ -1260,6 +1264,10 @@ unsigned worker_count(const Config& config) {
 
 unsigned delivery_loop_count(const Config& config, unsigned workers) {
   return config.delivery.loops ? config.delivery.loops : workers;
+}
+
+unsigned active_per_destination(const Config& config) {
+  return config.delivery.active_per_destination.value_or(std::max(1u, config.delivery.active_limit / 4));
 }
 
 std::string_view default_config_toml() {

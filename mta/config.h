@@ -113,6 +113,9 @@ struct Config {
     unsigned max_connections = 500;            // outbound, in total
     unsigned max_per_destination = 20;         // connections per next hop
     unsigned active_limit = 20'000;            // messages taken into memory at once
+    // Of them for one next hop; 0 = no bound of its own; unset = a quarter
+    // of active_limit.
+    std::optional<unsigned> active_per_destination;
     unsigned destination_rate = 0;             // messages/s per next hop; 0 = unlimited
     unsigned max_messages_per_connection = 100;
     int64_t connection_cache_time_ms = 5'000;  // idle connections wait this long for more mail
@@ -205,6 +208,9 @@ ConfigParse load_config_file(const std::string& path);
 unsigned worker_count(const Config& config);
 // delivery.loops as it applies: 0 means as many as the workers.
 unsigned delivery_loop_count(const Config& config, unsigned workers);
+// delivery.active_per_destination as it applies: unset means a quarter of
+// active_limit (at least 1); 0 means no bound of its own.
+unsigned active_per_destination(const Config& config);
 
 // The embedded default configuration (what `make run` starts with).
 std::string_view default_config_toml();

@@ -261,6 +261,7 @@ int run_daemon(const std::string& config_path) {
     if (!engine_settings) return fatal(engine_settings.error());
     engine_settings.value().local_recipients = settings.value()->local_recipients;
     const unsigned loops = engine_settings.value().loops;
+    const size_t active_per_destination = engine_settings.value().active_per_destination;
     auto started = delivery::DeliveryEngine::start(*spool.value(), std::move(engine_settings.value()));
     if (!started) return fatal("delivery: " + started.error());
     engine = std::move(started.value());
@@ -268,6 +269,8 @@ int run_daemon(const std::string& config_path) {
                {{"loops", loops},
                 {"max_connections", config.delivery.max_connections},
                 {"max_per_destination", config.delivery.max_per_destination},
+                {"active_limit", config.delivery.active_limit},
+                {"active_per_destination", active_per_destination},
                 {"router", config.routing.router.empty() ? std::string("none") : config.routing.router},
                 {"firewall", config.routing.firewall ? "yes" : "no"},
                 {"transport_entries", config.routing.transport.size()},
@@ -312,7 +315,10 @@ int run_daemon(const std::string& config_path) {
       *spool.value(),
       [&ctx, e = engine.get()] {
         return std::vector<std::pair<std::string, uint64_t>>{
-            {"connections", ctx.limiter.total()}, {"active_messages", e ? e->active_messages() : 0}};
+            {"connections", ctx.limiter.total()},
+            {"active_messages", e ? e->active_messages() : 0},
+            {"active_put_back", e ? e->put_back_messages() : 0},
+            {"destinations_at_share", e ? e->destinations_at_share() : 0}};
       },
       std::move(delivery_controls), ControlServer::AccessControls{ctx.pop_window, config.relay.pop_window_minutes});
   control->start(std::move(control_socket.value()), config.control.socket);

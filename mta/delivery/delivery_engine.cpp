@@ -8,7 +8,6 @@
 #include <random>
 #include <thread>
 #include <unordered_map>
-#include <unordered_set>
 #include <set>
 #include <fstream>
 #include <filesystem>
@@ -18,6 +17,7 @@
 #include "dns/route.h"
 #include "mta/clock.h"
 #include "mta/delivery/attempt_outcome.h"
+#include "mta/delivery/destination_share.h"
 #include "mta/delivery/flush_target.h"
 #include "mta/dsn/notice_plan.h"
 #include "mta/local/maildir.h"
@@ -748,6 +748,9 @@ struct DeliveryEngine::Impl {
   std::atomic<bool> wake_posted{false};
   // in_flight.size(), for other threads (ternctl stats).
   std::atomic<size_t> active_messages{0};
+  // shares.put_back_total() and shares.destinations_at_share(), for other threads.
+  std::atomic<uint64_t> put_back_messages{0};
+  std::atomic<size_t> destinations_at_share{0};
   Handoff<std::string> settled_elsewhere;  // queue IDs settled on other loops: they leave the active set
 
   // ---- home loop only ----
@@ -758,8 +761,15 @@ struct DeliveryEngine::Impl {
   // Replaced on reload (set_local_recipients).
   std::shared_ptr<const local::LocalResolver> local_recipients = settings.local_recipients;
   // Queue IDs taken and not yet settled: the active set, at most
-  // settings.active_limit (enter_active, leave_active).
-  std::unordered_set<std::string> in_flight;
+  // settings.active_limit (enter_active, leave_active), each with the next
+  // hops it was counted against in `shares` (share_name).
+  std::unordered_map<std::string, std::vector<std::string>> in_flight;
+  // How much of the active set each next hop holds, at most
+  // settings.active_per_destination; a put-back message waits no longer
+  // than a deferred one would (the ladder's shortest wait), nor less than
+  // a second.
+  DestinationShares shares{settings.active_per_destination,
+                           std::max<int64_t>(shortest_wait_us(settings.retry), 1'000'000)};
   // The scanner stopped for want of room; leave_active wakes it.
   bool active_full = false;
   // The queue each scan starts with, in turn: with the active set nearly
@@ -862,9 +872,10 @@ struct DeliveryEngine::Impl {
     for (auto& shard : shards)
       if (shard->thread.joinable()) shard->thread.join();
   }
-  // A message joins the active set; false when it is in already.
-  bool enter_active(const std::string& id) {
-    if (!in_flight.insert(id).second) return false;
+  // A message joins the active set, counted against next hops `hops`
+  // (admitted by `shares`); false when it is in already.
+  bool enter_active(const std::string& id, std::vector<std::string> hops = {}) {
+    if (!in_flight.try_emplace(id, std::move(hops)).second) return false;
     active_messages.store(in_flight.size(), std::memory_order_relaxed);
     return true;
   }
@@ -873,7 +884,10 @@ struct DeliveryEngine::Impl {
   // one due-scan per settled message would cost a RocksDB seek each, and
   // waiting for much more room keeps fresh mail waiting for it.
   void leave_active(const std::string& id) {
-    if (in_flight.erase(id) == 0) return;
+    auto found = in_flight.find(id);
+    if (found == in_flight.end()) return;
+    if (!found->second.empty()) release_share(found->second);
+    in_flight.erase(found);
     active_messages.store(in_flight.size(), std::memory_order_relaxed);
     const size_t refill = std::clamp<size_t>(settings.active_limit / 4, 1, settings.scan_batch);
     const size_t low_water = settings.active_limit - refill;
@@ -881,6 +895,15 @@ struct DeliveryEngine::Impl {
       active_full = false;
       wake();
     }
+  }
+
+  // A message counted against next hops `hops` left the active set.
+  void release_share(const std::vector<std::string>& hops) {
+    const DestinationShares::Release released = shares.release(hops, wall_clock_us());
+    for (const auto& ended : released.episodes_ended)
+      log::event("destination_share_ended", {{"destination", ended.hop}, {"put_back", ended.put_back}});
+    destinations_at_share.store(shares.destinations_at_share(), std::memory_order_relaxed);
+    if (released.room_for_put_back) wake();
   }
 
   void wake() {
@@ -895,6 +918,13 @@ struct DeliveryEngine::Impl {
   struct DueNow {
     std::string id;
     queue::QueueName queue;
+  };
+
+  // A message's new place in the queues and its due time.
+  struct Reschedule {
+    std::string id;
+    queue::QueueName queue;
+    int64_t due_us = 0;
   };
 
   // Makes the messages `items` due now in their queues and wakes the
@@ -914,31 +944,37 @@ struct DeliveryEngine::Impl {
     const int64_t now = wall_clock_us();
     size_t moved = 0;
     for (size_t first = 0; first < items.size(); first += kWindow) {
-      std::vector<DueNow> window;
+      std::vector<Reschedule> window;
       for (size_t i = first; i < std::min(items.size(), first + kWindow); ++i) {
-        if (!in_flight.contains(items[i].id)) window.push_back(items[i]);
+        if (!in_flight.contains(items[i].id)) window.push_back({items[i].id, items[i].queue, now});
       }
       if (window.empty()) continue;
-      moved += co_await io::CallbackAwait<size_t>{*home().loop, [&](std::function<void(size_t)> window_done) {
-        // Completions run on the spool's writer thread.
-        struct Progress {
-          std::atomic<size_t> left;
-          std::atomic<size_t> moved{0};
-          std::function<void(size_t)> done;
-        };
-        auto progress = std::make_shared<Progress>();
-        progress->left = window.size();
-        progress->done = std::move(window_done);
-        for (const auto& item : window) {
-          spool.move(item.id, item.queue, now, [progress](Status st) {
-            if (st) progress->moved.fetch_add(1);
-            if (progress->left.fetch_sub(1) == 1) progress->done(progress->moved.load());
-          });
-        }
-      }};
+      moved += co_await reschedule(window);
       wake();
     }
     co_return moved;
+  }
+
+  // Moves `window` together (the spool's writer commits it as one batch);
+  // returns how many moved.
+  io::Task<size_t> reschedule(const std::vector<Reschedule>& window) {
+    co_return co_await io::CallbackAwait<size_t>{*home().loop, [&](std::function<void(size_t)> window_done) {
+      // Completions run on the spool's writer thread.
+      struct Progress {
+        std::atomic<size_t> left;
+        std::atomic<size_t> moved{0};
+        std::function<void(size_t)> done;
+      };
+      auto progress = std::make_shared<Progress>();
+      progress->left = window.size();
+      progress->done = std::move(window_done);
+      for (const auto& item : window) {
+        spool.move(item.id, item.queue, item.due_us, [progress](Status st) {
+          if (st) progress->moved.fetch_add(1);
+          if (progress->left.fetch_sub(1) == 1) progress->done(progress->moved.load());
+        });
+      }
+    }};
   }
 
   // Home loop: every loop forgets its suspended destinations (a flush or a
@@ -1054,6 +1090,16 @@ struct DeliveryEngine::Impl {
   }
 
   // ---- scanner: due messages → active → jobs ----
+  // Where a message's pending recipients go: grouped by next hop, local,
+  // or waiting for a held destination. Worked out when the scanner finds
+  // the message (its next hops decide whether it is admitted) and used
+  // when it is dispatched.
+  struct Routes {
+    std::vector<std::pair<NextHop, std::vector<size_t>>> remote;  // distinct hops
+    std::vector<size_t> local;
+    Waiting waiting;
+  };
+
   io::Task<void> scanner() {
     ++home().live_tasks;
     co_await check_router();
@@ -1099,13 +1145,51 @@ struct DeliveryEngine::Impl {
         active_full = true;
         co_return;
       }
-      const size_t limit = std::min(settings.scan_batch, settings.active_limit - in_flight.size());
-      auto read_due = home().offload.call(*home().loop, [this, q, now, limit] { return spool.due(q, now, limit); });
-      std::vector<queue::Envelope> due = co_await read_due;
-      for (auto& envelope : due) {
+      // Mail put back (its destination holds its share) is due later than
+      // `now`, so each read goes past what the last one put back; the turn
+      // ends when the queue has nothing more due, or after putting back an
+      // active set's worth (then the next scan comes at once, starting with
+      // the next queue).
+      size_t put_back_this_turn = 0;
+      for (;;) {
+        if (in_flight.size() >= settings.active_limit) {
+          active_full = true;
+          co_return;
+        }
+        const size_t limit = std::min(settings.scan_batch, settings.active_limit - in_flight.size());
+        auto read_due = home().offload.call(*home().loop, [this, q, now, limit] { return spool.due(q, now, limit); });
+        std::vector<queue::Envelope> due = co_await read_due;
+        std::vector<Reschedule> put_back;
+        for (auto& envelope : due) {
+          if (home().stopping) co_return;
+          if (in_flight.contains(envelope.id)) continue;
+          Routes routes = route_recipients(envelope);
+          std::vector<std::string> hops;  // none without a share to count them against
+          if (settings.active_per_destination > 0)
+            for (const auto& [hop, indices] : routes.remote) hops.push_back(share_name(hop));
+          const DestinationShares::Admission admission = shares.admit(hops, now);
+          for (size_t i : admission.episodes_begun)
+            log::event("destination_at_share", {{"destination", hops[i]},
+                                                {"share", settings.active_per_destination},
+                                                {"next_in_ms", (admission.due_us - now) / 1000}});
+          if (!admission.admitted) {
+            put_back.push_back({envelope.id, q, admission.due_us});
+            continue;
+          }
+          enter_active(envelope.id, std::move(hops));
+          io::spawn(take(std::move(envelope), std::move(routes)));
+        }
+        if (put_back.empty()) break;
+        put_back_messages.store(shares.put_back_total(), std::memory_order_relaxed);
+        destinations_at_share.store(shares.destinations_at_share(), std::memory_order_relaxed);
+        co_await reschedule(put_back);
         if (home().stopping) co_return;
-        if (!enter_active(envelope.id)) continue;
-        io::spawn(take(std::move(envelope)));
+        put_back_this_turn += put_back.size();
+        if (due.size() < limit) break;
+        if (put_back_this_turn >= settings.active_limit) {
+          wake_requested = true;
+          break;
+        }
       }
     }
     // Filled to the brim by this scan: the next one waits for room
@@ -1113,7 +1197,7 @@ struct DeliveryEngine::Impl {
     if (in_flight.size() >= settings.active_limit) active_full = true;
   }
 
-  io::Task<void> take(queue::Envelope envelope) {
+  io::Task<void> take(queue::Envelope envelope, Routes routes) {
     ++home().live_tasks;
     const std::string id = envelope.id;
     Status claimed = co_await SpoolAwait{*home().loop, [&](queue::Spool::Done done) { spool.claim(id, std::move(done)); }};
@@ -1127,31 +1211,37 @@ struct DeliveryEngine::Impl {
         log::event("retry_ready", {{"qid", id}, {"queue", to_string(message->taken_from)}});
       log::event("taken", {{"qid", id}, {"queue", to_string(message->taken_from)},
                            {"attempts", message->envelope.attempts}});
-      dispatch(std::move(message));
+      dispatch(std::move(message), std::move(routes));
     }
     --home().live_tasks;
     home().end_if_done();
   }
 
-  // Groups the pending recipients by next hop: one job per hop, handed to
-  // the loop that owns the hop.
-  void dispatch(std::shared_ptr<Message> message) {
-    std::vector<std::pair<NextHop, std::vector<size_t>>> groups;
-    std::vector<size_t> local_indices;
-    const auto& recipients = message->envelope.recipients;
+  // A next hop as the shares count it, and as it is logged: the MX domain,
+  // or a relay's host and port (TLS policy and credentials, which keep
+  // destinations apart in their queues, do not make another remote host;
+  // and a hop's key holds a password, never logged).
+  static std::string share_name(const NextHop& hop) {
+    return hop.kind == NextHop::Kind::mx ? hop.host : concat({hop.host, ":", std::to_string(hop.port)});
+  }
+
+  Routes route_recipients(const queue::Envelope& envelope) const {
+    Routes routes;
+    const auto& recipients = envelope.recipients;
     for (size_t i = 0; i < recipients.size(); ++i) {
       if (recipients[i].state != queue::RecipientState::pending) continue;
       const std::string domain = domain_of(recipients[i].address);
       if (held_domains.contains(domain)) {
-        ++message->waiting.count;
-        message->waiting.reason = held_destination_reason(domain);
+        ++routes.waiting.count;
+        routes.waiting.reason = held_destination_reason(domain);
         continue;
       }
       NextHop hop = router.route(recipients[i].address, router_usable);
       if (hop.kind == NextHop::Kind::local) {
-        local_indices.push_back(i);
+        routes.local.push_back(i);
         continue;
       }
+      auto& groups = routes.remote;
       auto same = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first.key() == hop.key(); });
       if (same == groups.end()) {
         groups.emplace_back(std::move(hop), std::vector<size_t>{i});
@@ -1159,6 +1249,15 @@ struct DeliveryEngine::Impl {
         same->second.push_back(i);
       }
     }
+    return routes;
+  }
+
+  // One job per next hop, handed to the loop that owns the hop; local
+  // recipients delivered here.
+  void dispatch(std::shared_ptr<Message> message, Routes routes) {
+    message->waiting = std::move(routes.waiting);
+    auto& groups = routes.remote;
+    std::vector<size_t>& local_indices = routes.local;
     message->jobs_left = static_cast<unsigned>(groups.size()) + (local_indices.empty() ? 0 : 1);
     if (message->jobs_left == 0) {
       io::spawn(home().settle_message(std::move(message)));
@@ -1428,6 +1527,14 @@ void DeliveryEngine::set_local_recipients(std::shared_ptr<const local::LocalReso
 
 size_t DeliveryEngine::active_messages() const {
   return impl_->active_messages.load(std::memory_order_relaxed);
+}
+
+uint64_t DeliveryEngine::put_back_messages() const {
+  return impl_->put_back_messages.load(std::memory_order_relaxed);
+}
+
+size_t DeliveryEngine::destinations_at_share() const {
+  return impl_->destinations_at_share.load(std::memory_order_relaxed);
 }
 
 void DeliveryEngine::hold_domain(std::string domain, bool hold, std::function<void(Result<size_t>)> done) {

@@ -62,6 +62,7 @@ struct EngineSettings {
   int64_t scan_interval_ms = 1'000;
   size_t scan_batch = 1'000;                  // messages taken per queue and scan
   size_t active_limit = 20'000;               // messages taken and not yet settled, at most
+  size_t active_per_destination = 5'000;      // of them for one next hop; 0 = no bound of its own
 };
 
 class DeliveryEngine {
@@ -98,6 +99,11 @@ class DeliveryEngine {
   // Thread-safe: messages in the active set now (taken from the queues, not
   // yet settled); at most EngineSettings::active_limit.
   size_t active_messages() const;
+  // Thread-safe: messages put back in their queue because a next hop of
+  // theirs held its share of the active set (since start), and the next
+  // hops that have had mail put back and still hold some.
+  uint64_t put_back_messages() const;
+  size_t destinations_at_share() const;
   // Thread-safe: take no more mail; connections end after their current
   // transaction. Messages not finished stay in `active`, which recovery
   // returns to `incoming` at the next start (delivery is at least once).

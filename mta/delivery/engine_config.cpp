@@ -133,6 +133,7 @@ Result<EngineSettings> engine_settings(const Config& config, const std::string& 
   s.max_connections = d.max_connections;
   s.max_per_destination = d.max_per_destination;
   s.active_limit = d.active_limit;
+  s.active_per_destination = active_per_destination(config);
   s.destination_rate = d.destination_rate;
   s.max_messages_per_connection = d.max_messages_per_connection;
   s.connection_cache_ms = d.connection_cache_time_ms;

@@ -356,7 +356,8 @@ def test_active_set_is_bounded(ternd_factory, dns_factory, sink_factory):
     port = free_port()
     dns = dns_factory("--host-record=dest.test,127.0.0.2")
     s = sink_on(sink_factory, "127.0.0.2", port, "--delay", "dot=100")
-    t = delivering_ternd(ternd_factory, dns, port, delivery={"active_limit": 3, "max_per_destination": 1})
+    t = delivering_ternd(ternd_factory, dns, port,
+                         delivery={"active_limit": 3, "active_per_destination": 0, "max_per_destination": 1})
     hold_backlog(t, "dest.test", [f"r{i}@dest.test" for i in range(12)])
     assert t.ternctl("release-domain", "dest.test").returncode == 0
     seen = []
@@ -391,7 +392,8 @@ def test_fresh_mail_is_not_queued_behind_a_released_backlog(ternd_factory, dns_f
     dns = dns_factory("--host-record=dest.test,127.0.0.2", "--host-record=fresh.test,127.0.0.3")
     backlog_sink = sink_on(sink_factory, "127.0.0.2", port, "--delay", "dot=100")
     fresh_sink = sink_on(sink_factory, "127.0.0.3", port)
-    t = delivering_ternd(ternd_factory, dns, port, delivery={"active_limit": 3, "max_per_destination": 1})
+    t = delivering_ternd(ternd_factory, dns, port,
+                         delivery={"active_limit": 3, "active_per_destination": 0, "max_per_destination": 1})
     hold_backlog(t, "dest.test", [f"r{i}@dest.test" for i in range(16)])
     assert t.ternctl("release-domain", "dest.test").returncode == 0
     t.wait_event("delivered", rcpt="r0@dest.test")
@@ -406,6 +408,68 @@ def test_fresh_mail_is_not_queued_behind_a_released_backlog(ternd_factory, dns_f
     assert released and fresh_taken, events
     wait_messages(backlog_sink, 16)
     wait_until(lambda: t.queue() == [], 10, what="an empty queue")
+
+
+def test_a_slow_destination_holds_only_its_share_of_the_active_set(ternd_factory, dns_factory, sink_factory):
+    """delivery.active_per_destination: a destination that is alive but slow
+    (one connection, 200 ms a message) with a backlog in `incoming` takes at
+    most its share of the active set; its other messages go back to the
+    queue, due later (no attempt counted), so mail to another destination
+    that arrives behind the backlog is delivered while the backlog drains.
+    Without the share the first 20 slow messages would fill the active set
+    and the fast mail would wait until 40 - 20 of them had left."""
+    port = free_port()
+    dns = dns_factory("--host-record=slow.test,127.0.0.2", "--host-record=fast.test,127.0.0.3")
+    slow = sink_on(sink_factory, "127.0.0.2", port, "--delay", "dot=200")
+    fast = sink_on(sink_factory, "127.0.0.3", port)
+    t = delivering_ternd(ternd_factory, dns, port,
+                         delivery={"active_limit": 20, "active_per_destination": 5, "max_per_destination": 1})
+    backlog = [f"s{i}@slow.test" for i in range(40)]
+    for rcpt in backlog:
+        send(t, [rcpt])
+    t.wait_event("destination_at_share", destination="slow.test")
+    for i in range(5):
+        send(t, [f"f{i}@fast.test"])
+    send(t, ["both-slow@slow.test", "both-fast@fast.test"])  # waits for the slow share, then goes
+    wait_messages(fast, 5)
+    slow_at_fast = slow.report()["messages"]
+    assert slow_at_fast < 40 - 20, slow_at_fast
+    seen = [active_messages(t)]
+    deadline = time.monotonic() + 40
+    while slow.report()["messages"] < len(backlog) + 1 and time.monotonic() < deadline:
+        seen.append(active_messages(t))
+        time.sleep(0.05)
+    wait_messages(slow, len(backlog) + 1)
+    wait_messages(fast, 6)
+    wait_until(lambda: t.queue() == [], 10, what="an empty queue")
+    assert max(seen) <= 20, seen
+
+    events = t.events()
+    # Every message delivered once, none deferred: a put-back is no attempt.
+    delivered = [e["rcpt"] for e in events if e["event"] == "delivered"]
+    assert sorted(delivered) == sorted(backlog + [f"f{i}@fast.test" for i in range(5)]
+                                       + ["both-slow@slow.test", "both-fast@fast.test"]), delivered
+    assert not t.events("deferred") and not t.events("retry1"), t.events("deferred")
+    assert all(e["attempts"] == "0" for e in t.events("taken")), t.events("taken")
+    # In log order, slow.test never held more than its share.
+    domain_of = {e["qid"]: e["rcpt"].split("@")[1] for e in events if e["event"] == "delivered"}
+    held, most = set(), 0
+    for e in events:
+        if e["event"] == "taken" and domain_of.get(e["qid"]) == "slow.test":
+            held.add(e["qid"])
+        elif e["event"] == "finished":
+            held.discard(e["qid"])
+        most = max(most, len(held))
+    assert most == 5, most
+    # Logged per episode, not per message put back.
+    stats = dict(line.split() for line in t.ternctl("stats").stdout.splitlines())
+    put_back = int(stats["active_put_back"])
+    episodes = t.events("destination_at_share")
+    ended = t.events("destination_share_ended")
+    assert put_back >= len(backlog) - 5, stats
+    assert 1 <= len(episodes) <= len(ended) and len(episodes) * 5 < put_back, (episodes, put_back)
+    assert sum(int(e["put_back"]) for e in ended) == put_back, (ended, put_back)
+    assert int(stats["destinations_at_share"]) == 0, stats
 
 
 def test_a_dead_destination_is_suspended_and_does_not_block_another(ternd_factory, dns_factory, sink_factory):

@@ -112,6 +112,8 @@ void expect_default_values(const Config& c) {
   EXPECT_EQ(c.delivery.loops, d.delivery.loops);
   EXPECT_EQ(c.delivery.max_connections, d.delivery.max_connections);
   EXPECT_EQ(c.delivery.max_per_destination, d.delivery.max_per_destination);
+  EXPECT_EQ(c.delivery.active_limit, d.delivery.active_limit);
+  EXPECT_EQ(c.delivery.active_per_destination, d.delivery.active_per_destination);
   EXPECT_EQ(c.delivery.destination_rate, d.delivery.destination_rate);
   EXPECT_EQ(c.delivery.max_messages_per_connection, d.delivery.max_messages_per_connection);
   EXPECT_EQ(c.delivery.connection_cache_time_ms, d.delivery.connection_cache_time_ms);
@@ -260,8 +262,10 @@ TEST(ConfigDefaults, EmbeddedDefaultFileNamesEveryKey) {
     const std::string assignment = std::string("\n").append(key).append(" = ");
     EXPECT_NE(text.find(assignment), std::string::npos) << key;
   }
-  // Commented out, so each machine defaults to its own name.
+  // Commented out, so each machine defaults to its own name, and a share
+  // follows active_limit.
   EXPECT_NE(text.find("\n# hostname = "), std::string::npos);
+  EXPECT_NE(text.find("\n# active_per_destination = "), std::string::npos);
   EXPECT_EQ(text.find("\nhostname"), std::string::npos);
 }
 
@@ -768,6 +772,18 @@ TEST_F(ConfigFileTest, DirectoryIsUnreadable) {
   EXPECT_EQ(p.errors[0].line, 0u);
 }
 
+TEST(ConfigDelivery, ActivePerDestinationDefaultsToAQuarterOfTheActiveSet) {
+  Config c;
+  EXPECT_EQ(active_per_destination(c), 5000u);
+  c.delivery.active_limit = 3;
+  EXPECT_EQ(active_per_destination(c), 1u);
+  c.delivery.active_per_destination = 7;
+  EXPECT_EQ(active_per_destination(c), 7u);
+  const auto negative = parse("[delivery]\nactive_per_destination = -1\n");
+  ASSERT_EQ(negative.errors.size(), 1u);
+  EXPECT_EQ(negative.errors[0].key, "delivery.active_per_destination");
+}
+
 TEST(ConfigDelivery, LoopsZeroMeansAsManyAsTheWorkers) {
   Config c;
   EXPECT_EQ(delivery_loop_count(c, 4), 4u);
@@ -789,6 +805,8 @@ smtp_port = 2526
 loops = 3
 max_connections = 50
 max_per_destination = 4
+active_limit = 400
+active_per_destination = 0
 destination_rate = 10
 max_messages_per_connection = 7
 connection_cache_time = "2s"
@@ -840,6 +858,9 @@ local_addresses = ["192.0.2.10"]
   EXPECT_EQ(c.delivery.loops, 3u);
   EXPECT_EQ(c.delivery.max_connections, 50u);
   EXPECT_EQ(c.delivery.max_per_destination, 4u);
+  EXPECT_EQ(c.delivery.active_limit, 400u);
+  EXPECT_EQ(c.delivery.active_per_destination, 0u);
+  EXPECT_EQ(active_per_destination(c), 0u);  // no bound of its own
   EXPECT_EQ(c.delivery.destination_rate, 10u);
   EXPECT_EQ(c.delivery.max_messages_per_connection, 7u);
   EXPECT_EQ(c.delivery.connection_cache_time_ms, 2000);
