@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 
-from benchlib import (Failure, Sink, Tern, Tools, add_common_options, build_tools, disk_usage, finish_workdir, fmt,
+from benchlib import (Failure, cpu_per_message, Sink, Tern, Tools, add_common_options, build_tools, disk_usage, finish_workdir, fmt,
                       log, machine, make_workdir, parse_size, print_aligned, rss_kib, stop_process, thread_cpu_by_kind,
                       write_json)
 
@@ -62,15 +62,6 @@ def finish_bench(proc, report, timeout):
         raise Failure(f"tern-bench failed: {err.strip()}")
     with open(report) as f:
         return json.load(f)
-
-
-def cpu_per_message(before, after, messages):
-    """Microseconds of CPU per message for each thread kind, and "all"."""
-    if not messages:
-        return {}
-    kinds = {k: (after.get(k, 0.0) - before.get(k, 0.0)) * 1e6 / messages for k in sorted(after)}
-    kinds["all"] = sum(kinds.values())
-    return kinds
 
 
 class Recorder:

@@ -76,6 +76,15 @@ def thread_cpu_by_kind(pid):
     return kinds
 
 
+def cpu_per_message(before, after, messages):
+    """Microseconds of CPU per message for each thread kind, and "all"."""
+    if not messages:
+        return {}
+    kinds = {k: (after.get(k, 0.0) - before.get(k, 0.0)) * 1e6 / messages for k in sorted(after)}
+    kinds["all"] = sum(kinds.values())
+    return kinds
+
+
 def rss_kib(pid):
     """Resident set size (VmRSS) of pid in KiB, or None once it is gone."""
     try:

@@ -31,8 +31,9 @@ import subprocess
 import sys
 import time
 
-from benchlib import (ROOT, Failure, Sink, Tern, Tools, add_common_options, build_tools, finish_workdir, fmt, log,
-                      machine, make_workdir, parse_size, print_aligned, process_tree_cpu, write_json)
+from benchlib import (ROOT, Failure, Sink, Tern, Tools, add_common_options, build_tools, cpu_per_message, finish_workdir,
+                      fmt, log, machine, make_workdir, parse_size, print_aligned, process_tree_cpu, thread_cpu_by_kind,
+                      write_json)
 from loopback import free_port
 
 POSTFIX_INSTANCE = os.path.join(ROOT, "bench", "postfix_instance.sh")
@@ -119,6 +120,7 @@ def measure(args, tools, system, generator, size, connections, workdir):
             port = server.port
         stats0 = server.stats() if isinstance(server, Tern) else None
         cpu0 = server.cpu() if server else None
+        threads0 = thread_cpu_by_kind(server.proc.pid) if isinstance(server, Tern) else None
         start = time.monotonic()
         load = run_generator(args, tools, generator, port, size, connections, workdir, name)
         cpu1 = server.cpu() if server else None
@@ -160,6 +162,9 @@ def measure(args, tools, system, generator, size, connections, workdir):
                 row["e2e_p99_ms"] = rep.get("e2e_latency_ms", {}).get("p99")
             if cpu0 is not None and cpu1 is not None and row["accepted"]:
                 row["server_us_per_msg"] = (cpu1 - cpu0) * 1e6 / row["accepted"]
+            if threads0 is not None:
+                row["thread_us_per_msg"] = cpu_per_message(threads0, thread_cpu_by_kind(server.proc.pid),
+                                                            row["accepted"])
         if row["seconds"]:
             row["accepted_per_s"] = row["accepted"] / row["seconds"] if row["accepted"] is not None else None
         return row
@@ -186,6 +191,23 @@ def print_table(rows):
     print_aligned(table, 4)
 
 
+def print_threads(rows):
+    """ternd's CPU per accepted message by thread kind (load and delivery)."""
+    tern = [r for r in rows if r.get("thread_us_per_msg")]
+    if not tern:
+        return
+    # Threads idle in every row (the POP3 offload, the control socket...) are left out.
+    kinds = sorted({k for r in tern for k, us in r["thread_us_per_msg"].items() if k != "all" and us >= 0.05})
+    print()
+    print("ternd CPU in microseconds per accepted message, by thread kind (until the sink had them all):")
+    table = [["size", "conns", "generator", *kinds, "all"]]
+    for r in tern:
+        cpu = r["thread_us_per_msg"]
+        table.append([f'{r["size"] // 1024}k', str(r["connections"]), r["generator"],
+                      *(fmt(cpu.get(k), "{:.1f}") for k in kinds), fmt(cpu.get("all"), "{:.1f}")])
+    print_aligned(table, 3)
+
+
 def print_ratios(rows):
     def find(system, generator, size, conns, field="accepted_per_s"):
         for r in rows:
@@ -204,6 +226,9 @@ def print_ratios(rows):
             if tern and pf:
                 parts.append(f"tern/{system} {tern / pf:.1f}x")
         tern_e2e = find("tern", "tern-bench", size, conns, "e2e_per_s")
+        raw_e2e = find("raw", "tern-bench", size, conns, "e2e_per_s")
+        if raw_e2e and tern_e2e:
+            parts.append(f"end to end tern/raw {tern_e2e / raw_e2e:.2f}")
         for system in ("postfix", "postfix-tuned"):
             pf_e2e = find(system, "tern-bench", size, conns, "e2e_per_s")
             if tern_e2e and pf_e2e:
@@ -284,6 +309,7 @@ def main():
     print()
     print(f"Side-by-side SMTP benchmark on {machine()}")
     print_table(rows)
+    print_threads(rows)
     print("Ratios (msg/s, same run; accepted unless it says end to end):")
     print_ratios(rows)
     if args.json:
