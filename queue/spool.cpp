@@ -319,8 +319,8 @@ rdb::ColumnFamilyOptions churning_family_options() {
   rdb::ColumnFamilyOptions o = small_family_options();
   insert_with_hint(o);
   // A queue deletes most keys soon after writing them. Files that are mostly
-  // tombstones get compacted early so that scans (due(), list()) do not wade
-  // through dead entries.
+  // tombstones get compacted early so that due()'s scans do not wade through
+  // dead entries.
   o.table_properties_collector_factories.emplace_back(
       rdb::NewCompactOnDeletionCollectorFactory(/*sliding_window_size=*/128, /*deletion_trigger=*/64));
   return o;
@@ -329,8 +329,14 @@ rdb::ColumnFamilyOptions churning_family_options() {
 // Envelopes are read by key only: every write looks its message up first (a
 // commit, always a miss), and so do due() and read_body(). Bloom filters let
 // a miss skip the table files, and the memtable's own filter the memtable.
+// Tombstones cost a key lookup nothing, so unlike the schedule the family
+// has no compaction on deletions: with a backlog, every memtable flushed
+// during a drain is mostly deletions, and compacting each one at once
+// rewrote the backlog's envelopes in the level below every few megabytes
+// of writes (most of the compaction CPU of a 200,000-message drain).
 rdb::ColumnFamilyOptions envelope_family_options() {
-  rdb::ColumnFamilyOptions o = churning_family_options();
+  rdb::ColumnFamilyOptions o = small_family_options();
+  insert_with_hint(o);
   rdb::BlockBasedTableOptions table;
   table.filter_policy.reset(rdb::NewBloomFilterPolicy(10));
   o.table_factory.reset(rdb::NewBlockBasedTableFactory(table));
