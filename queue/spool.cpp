@@ -1346,13 +1346,17 @@ Status Spool::remove_sync(const std::string& id, const std::string& reason) {
 
 std::vector<Envelope> Spool::list() const {
   std::vector<Envelope> out;
+  each([&out](const Envelope& env) { out.push_back(env); });
+  return out;
+}
+
+void Spool::each(const std::function<void(const Envelope&)>& visit) const {
   std::shared_lock lock(impl_->db_mutex);
-  if (!impl_->db) return out;
+  if (!impl_->db) return;
   std::unique_ptr<rdb::Iterator> it(impl_->db->NewIterator(rdb::ReadOptions(), impl_->families[kEnvelopes]));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    if (std::optional<Envelope> env = decode_envelope(view(it->value()))) out.push_back(std::move(*env));
+    if (std::optional<Envelope> env = decode_envelope(view(it->value()))) visit(*env);
   }
-  return out;
 }
 
 std::optional<Envelope> Spool::get(const std::string& id) const {

@@ -267,6 +267,34 @@ TEST(SpoolTest, CommitSurvivesReopen) {
   EXPECT_EQ(all[0], env);
 }
 
+// each() hands over what list() returns, oldest first, removed messages
+// left out (release and flush go through a whole queue with it).
+TEST(SpoolTest, EachVisitsEveryQueuedMessageOldestFirst) {
+  TempDir dir;
+  auto spool = open_spool(dir.path());
+  ASSERT_TRUE(spool);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(new_queue_id());
+  std::sort(ids.begin(), ids.end());
+  for (int i : {3, 0, 4, 1, 2}) {
+    ASSERT_TRUE(commit_one(*spool, make_envelope(ids[i], 0, 0, i % 2 ? QueueName::retry1 : QueueName::incoming, i),
+                           std::nullopt));
+  }
+  ASSERT_TRUE(spool->remove_sync(ids[1], "delivered"));
+  std::vector<std::string> visited;
+  std::vector<QueueName> queues;
+  spool->each([&](const Envelope& env) {
+    visited.push_back(env.id);
+    queues.push_back(env.queue);
+  });
+  EXPECT_EQ(visited, (std::vector<std::string>{ids[0], ids[2], ids[3], ids[4]}));
+  EXPECT_EQ(queues, (std::vector<QueueName>{QueueName::incoming, QueueName::incoming, QueueName::retry1,
+                                            QueueName::incoming}));
+  std::vector<std::string> listed;
+  for (const Envelope& env : spool->list()) listed.push_back(env.id);
+  EXPECT_EQ(listed, visited);
+}
+
 TEST(SpoolTest, ChunkedBodyOfSeveralMegabytes) {
   TempDir dir;
   constexpr size_t kChunk = 64 << 10;
