@@ -64,6 +64,25 @@ def finish_bench(proc, report, timeout):
         return json.load(f)
 
 
+def start_perf(prefix, pid, count):
+    """perf record of ternd during the drain, to PREFIX-COUNT.data (--perf)."""
+    if not prefix:
+        return None
+    return subprocess.Popen(["perf", "record", "-g", "-q", "-p", str(pid), "-o", f"{prefix}-{count}.data"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_perf(proc):
+    if proc is None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 class Recorder:
     """Samples ternd's RSS and the spool's size on disk over time."""
 
@@ -135,6 +154,7 @@ next_hop = "[127.0.0.1]:{fresh_sink.port}"
         fresh_report = os.path.join(workdir, f"{name}.fresh.json")
         trickle = start_bench(tools, tern.port, args.fresh_rate * args.drain_seconds, 2, args.size,
                               f"fresh{{n}}@{FRESH_DOMAIN}", args.drain_seconds, fresh_report, rate=args.fresh_rate)
+        perf = start_perf(args.perf, pid, count)
         released_at = time.monotonic()
         # release-domain returns only once every held message has been moved,
         # while deliveries already run: it is timed apart, and the drain is
@@ -158,6 +178,7 @@ next_hop = "[127.0.0.1]:{fresh_sink.port}"
             time.sleep(args.interval)
         drain_s = time.monotonic() - released_at
         cpu_drained = thread_cpu_by_kind(pid)
+        stop_perf(perf)
         report = sink.snapshot()
         row.update(delivered=report["messages"], drained=report["messages"] >= accepted, drain_s=drain_s,
                    drain_per_s=report["messages"] / drain_s, sink_window_per_s=report["messages_per_s"],
@@ -256,6 +277,8 @@ def main():
     ap.add_argument("--interval", type=float, default=0.5, help="seconds between samples (0.5)")
     ap.add_argument("--finished-retention",
                     help='queue.finished_retention for ternd, e.g. "7d" (default: ternd\'s, no finished log)')
+    ap.add_argument("--perf", metavar="PREFIX",
+                    help="perf record ternd during each drain into PREFIX-N.data (perf report --no-children -i ...)")
     add_common_options(ap)
     args = ap.parse_args()
     args.size = parse_size(args.size)

@@ -16,6 +16,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <compare>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
@@ -25,9 +26,11 @@
 #include <mutex>
 #include <shared_mutex>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <system_error>
 #include <thread>
+#include <tuple>
 #include <type_traits>
 #include <unordered_map>
 #include <variant>
@@ -140,13 +143,25 @@ std::string schedule_key(const Envelope& env) {
 // Per queue, indexed by QueueName's value: every value a byte can hold, so
 // that a damaged envelope's number indexes no memory beyond.
 constexpr size_t kQueueSlots = 256;
-// Per queue (indexed by QueueName's value), a due time.
-using EarliestDue = std::array<int64_t, kQueueSlots>;
+// A place in one queue's schedule: entries sort by due time, then by id (as
+// their keys do). The default is the queue's beginning.
+struct SchedulePosition {
+  int64_t due_us = std::numeric_limits<int64_t>::min();
+  std::string id;
+  auto operator<=>(const SchedulePosition&) const = default;
+};
 
-EarliestDue no_entries() {
-  EarliestDue none;
-  none.fill(std::numeric_limits<int64_t>::max());
-  return none;
+// Per queue (indexed by QueueName's value), the earliest schedule entry put;
+// nullopt: none.
+using EarliestPut = std::array<std::optional<SchedulePosition>, kQueueSlots>;
+
+// Moves `position` back to `put` when that is earlier (nullopt: after all).
+void move_back_to(std::optional<SchedulePosition>& position, const std::optional<SchedulePosition>& put) {
+  if (put && (!position || *put < *position)) position = put;
+}
+
+void move_back_to(SchedulePosition& position, const std::optional<SchedulePosition>& put) {
+  if (put && *put < position) position = *put;
 }
 
 struct ScheduleEntry {
@@ -304,8 +319,8 @@ rdb::ColumnFamilyOptions churning_family_options() {
   rdb::ColumnFamilyOptions o = small_family_options();
   insert_with_hint(o);
   // A queue deletes most keys soon after writing them. Files that are mostly
-  // tombstones get compacted early so that scans (due(), list()) do not wade
-  // through dead entries.
+  // tombstones get compacted early so that due()'s scans do not wade through
+  // dead entries.
   o.table_properties_collector_factories.emplace_back(
       rdb::NewCompactOnDeletionCollectorFactory(/*sliding_window_size=*/128, /*deletion_trigger=*/64));
   return o;
@@ -314,8 +329,14 @@ rdb::ColumnFamilyOptions churning_family_options() {
 // Envelopes are read by key only: every write looks its message up first (a
 // commit, always a miss), and so do due() and read_body(). Bloom filters let
 // a miss skip the table files, and the memtable's own filter the memtable.
+// Tombstones cost a key lookup nothing, so unlike the schedule the family
+// has no compaction on deletions: with a backlog, every memtable flushed
+// during a drain is mostly deletions, and compacting each one at once
+// rewrote the backlog's envelopes in the level below every few megabytes
+// of writes (most of the compaction CPU of a 200,000-message drain).
 rdb::ColumnFamilyOptions envelope_family_options() {
-  rdb::ColumnFamilyOptions o = churning_family_options();
+  rdb::ColumnFamilyOptions o = small_family_options();
+  insert_with_hint(o);
   rdb::BlockBasedTableOptions table;
   table.filter_policy.reset(rdb::NewBloomFilterPolicy(10));
   o.table_factory.reset(rdb::NewBlockBasedTableFactory(table));
@@ -525,9 +546,9 @@ class BatchBuilder {
   rdb::WriteBatch& batch() { return batch_; }
   // How the batch changes the number of messages in each queue.
   const QueueCounts& queue_changes() const { return queue_changes_; }
-  // Per queue, the earliest due time among the schedule entries this batch
-  // puts (a failed request's included: over-reporting is harmless).
-  const EarliestDue& earliest_due() const { return earliest_due_; }
+  // Per queue, the earliest of the schedule entries this batch puts (a
+  // failed request's included: over-reporting is harmless).
+  const EarliestPut& earliest_put() const { return earliest_put_; }
   // The envelopes as the batch leaves them, for the cache once it is written.
   EnvelopeCache::Overlay take_envelopes() { return std::move(overlay_); }
 
@@ -661,8 +682,10 @@ class BatchBuilder {
 
   Status put_schedule(const Envelope& env) {
     if (Status s = put(kSchedule, schedule_key(env), {}); !s) return s;
-    int64_t& earliest = earliest_due_[static_cast<size_t>(env.queue)];
-    earliest = std::min(earliest, env.next_attempt_us);
+    std::optional<SchedulePosition>& earliest = earliest_put_[static_cast<size_t>(env.queue)];
+    if (!earliest || std::tie(env.next_attempt_us, env.id) < std::tie(earliest->due_us, earliest->id)) {
+      earliest = SchedulePosition{env.next_attempt_us, env.id};
+    }
     return {};
   }
 
@@ -684,7 +707,7 @@ class BatchBuilder {
   rdb::WriteBatch batch_;
   QueueCounts queue_changes_{};
   EnvelopeCache::Overlay overlay_;
-  EarliestDue earliest_due_ = no_entries();
+  EarliestPut earliest_put_;
 };
 
 }  // namespace
@@ -717,27 +740,26 @@ struct Spool::Impl {
   // leave tombstones at the front of a queue's schedule until compaction; a
   // scan from the queue's start would walk all of them again each time, so
   // due() remembers the earliest live entry it saw and starts there next
-  // time. The writer moves the start back (after its write is visible, before
-  // any `done` runs) whenever it puts an earlier entry. due() calls are
-  // serialized by scan_mutex, so one scan at a time collects the entries put
-  // while it runs (put_during_scan), which its snapshot may not show.
+  // time. The start is an entry's position (due time and id), not a due time
+  // alone: a release or flush moves a whole backlog to one due time, and a
+  // start at that time would walk every tombstone of the backlog's claimed
+  // part at each scan. The writer moves the start back (after its write is
+  // visible, before any `done` runs) whenever it puts an earlier entry.
+  // due() calls are serialized by scan_mutex, so one scan at a time collects
+  // the entries put while it runs (put_during_scan), which its snapshot may
+  // not show.
   std::mutex scan_mutex;
   std::mutex scan_start_mutex;
-  EarliestDue scan_start = from_the_beginning();     // guarded by scan_start_mutex
-  EarliestDue put_during_scan = no_entries();        // guarded by scan_start_mutex
+  std::array<SchedulePosition, kQueueSlots> scan_start;  // guarded by scan_start_mutex
+  EarliestPut put_during_scan;                           // guarded by scan_start_mutex
 
-  static EarliestDue from_the_beginning() {
-    EarliestDue all;
-    all.fill(std::numeric_limits<int64_t>::min());
-    return all;
-  }
-
-  // The writer, after a write: entries due this early may now exist.
-  void entries_put(const EarliestDue& earliest) {
+  // The writer, after a write: entries this early may now exist.
+  void entries_put(const EarliestPut& earliest) {
     std::lock_guard lock(scan_start_mutex);
     for (size_t q = 0; q < kQueueSlots; ++q) {
-      scan_start[q] = std::min(scan_start[q], earliest[q]);
-      put_during_scan[q] = std::min(put_during_scan[q], earliest[q]);
+      if (!earliest[q]) continue;
+      move_back_to(scan_start[q], earliest[q]);
+      move_back_to(put_during_scan[q], earliest[q]);
     }
   }
 
@@ -745,8 +767,9 @@ struct Spool::Impl {
   // (a reopen that drops unsynced claims, recover()).
   void scan_from_the_beginning() {
     std::lock_guard lock(scan_start_mutex);
-    scan_start = from_the_beginning();
-    put_during_scan = from_the_beginning();  // a scan under way must not move the start either
+    scan_start.fill(SchedulePosition{});
+    // A scan under way must not move the start either.
+    put_during_scan.fill(SchedulePosition{});
   }
 
   std::atomic<uint64_t> commits{0};
@@ -1017,7 +1040,7 @@ struct Spool::Impl {
       rdb::WriteOptions wo;
       wo.sync = sync;
       rdb::Status s = db->Write(wo, &builder.batch());
-      entries_put(builder.earliest_due());
+      entries_put(builder.earliest_put());
       batches.fetch_add(1, std::memory_order_relaxed);
       if (sync) wal_syncs.fetch_add(1, std::memory_order_relaxed);
       if (!s.ok()) {
@@ -1323,13 +1346,17 @@ Status Spool::remove_sync(const std::string& id, const std::string& reason) {
 
 std::vector<Envelope> Spool::list() const {
   std::vector<Envelope> out;
+  each([&out](const Envelope& env) { out.push_back(env); });
+  return out;
+}
+
+void Spool::each(const std::function<void(const Envelope&)>& visit) const {
   std::shared_lock lock(impl_->db_mutex);
-  if (!impl_->db) return out;
+  if (!impl_->db) return;
   std::unique_ptr<rdb::Iterator> it(impl_->db->NewIterator(rdb::ReadOptions(), impl_->families[kEnvelopes]));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    if (std::optional<Envelope> env = decode_envelope(view(it->value()))) out.push_back(std::move(*env));
+    if (std::optional<Envelope> env = decode_envelope(view(it->value()))) visit(*env);
   }
-  return out;
 }
 
 std::optional<Envelope> Spool::get(const std::string& id) const {
@@ -1375,11 +1402,11 @@ std::vector<Envelope> Spool::due(QueueName q, int64_t now_us, size_t limit) cons
   if (!impl_->db) return out;
   std::lock_guard scan_lock(impl_->scan_mutex);
   const size_t slot = static_cast<size_t>(q);
-  int64_t start_us;
+  SchedulePosition start;
   {
     std::lock_guard start_lock(impl_->scan_start_mutex);
-    start_us = impl_->scan_start[slot];
-    impl_->put_during_scan[slot] = std::numeric_limits<int64_t>::max();
+    start = impl_->scan_start[slot];
+    impl_->put_during_scan[slot].reset();
   }
   rdb::ManagedSnapshot snapshot(impl_->db.get());
   rdb::ReadOptions ro;
@@ -1387,7 +1414,7 @@ std::vector<Envelope> Spool::due(QueueName q, int64_t now_us, size_t limit) cons
   // Bounds keep the scan (and the tombstones it skips) inside this queue's
   // due entries, from where live ones may begin.
   const bool to_the_end = now_us == std::numeric_limits<int64_t>::max();
-  std::string lower = schedule_key(q, start_us, {});
+  std::string lower = schedule_key(q, start.due_us, start.id);
   std::string upper = to_the_end ? std::string(1, static_cast<char>(static_cast<uint8_t>(q) + 1))
                                  : schedule_key(q, now_us + 1, {});
   if (lower >= upper) return out;
@@ -1407,10 +1434,11 @@ std::vector<Envelope> Spool::due(QueueName q, int64_t now_us, size_t limit) cons
   }
   if (!it->status().ok()) return out;
   // Nothing live before the first entry returned; with none, nothing up to now.
-  int64_t next_start = !out.empty() ? out.front().next_attempt_us : to_the_end ? now_us : now_us + 1;
+  SchedulePosition next_start = !out.empty() ? SchedulePosition{out.front().next_attempt_us, out.front().id}
+                                : SchedulePosition{to_the_end ? now_us : now_us + 1, {}};
   std::lock_guard start_lock(impl_->scan_start_mutex);
-  next_start = std::min(next_start, impl_->put_during_scan[slot]);
-  impl_->scan_start[slot] = std::max(impl_->scan_start[slot], next_start);
+  move_back_to(next_start, impl_->put_during_scan[slot]);
+  if (impl_->scan_start[slot] < next_start) impl_->scan_start[slot] = std::move(next_start);
   return out;
 }
 

@@ -125,6 +125,10 @@ class Spool {
 
   // ---- reads ----
   std::vector<Envelope> list() const;  // all queued messages, oldest first
+  // The same messages in the same order, handed to `visit` one at a time
+  // (under the spool's read lock: `visit` must not call the spool), so that
+  // going through a large queue holds one envelope, not all of them.
+  void each(const std::function<void(const Envelope&)>& visit) const;
   std::optional<Envelope> get(const std::string& id) const;
   Result<std::string> read_body(const std::string& id) const;
   // Messages of queue `q` due at or before `now_us`, earliest first, from the

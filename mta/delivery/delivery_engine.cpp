@@ -1001,16 +1001,16 @@ struct DeliveryEngine::Impl {
     auto listing = home().offload.call(*home().loop, [this, target] {
       Listing out;
       const int64_t now = wall_clock_us();
-      for (const auto& env : spool.list()) {
+      spool.each([&](const queue::Envelope& env) {
         const bool waiting = env.queue == queue::QueueName::incoming || env.queue == queue::QueueName::retry1 ||
                              env.queue == queue::QueueName::retry2;
-        if (!(target.empty() ? waiting : flush_matches(env, target))) continue;
+        if (!(target.empty() ? waiting : flush_matches(env, target))) return;
         if (env.queue == queue::QueueName::incoming && env.next_attempt_us <= now) {
           ++out.due_already;
         } else {
           out.to_move.push_back({env.id, env.queue});
         }
-      }
+      });
       return out;
     });
     const Listing found = co_await listing;
@@ -1065,15 +1065,15 @@ struct DeliveryEngine::Impl {
       auto listing = home().offload.call(*home().loop, [this, domain] {
         // Back as deferred mail (retry1), not as new mail: see make_due().
         std::vector<DueNow> out;
-        for (const auto& env : spool.list()) {
-          if (!held_for_destination(env)) continue;
+        spool.each([&](const queue::Envelope& env) {
+          if (!held_for_destination(env)) return;
           for (const auto& r : env.recipients) {
             if (r.state == queue::RecipientState::pending && domain_of(r.address) == domain) {
               out.push_back({env.id, queue::QueueName::retry1});
-              break;
+              return;
             }
           }
-        }
+        });
         return out;
       });
       const std::vector<DueNow> ids = co_await listing;

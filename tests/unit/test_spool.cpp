@@ -267,6 +267,34 @@ TEST(SpoolTest, CommitSurvivesReopen) {
   EXPECT_EQ(all[0], env);
 }
 
+// each() hands over what list() returns, oldest first, removed messages
+// left out (release and flush go through a whole queue with it).
+TEST(SpoolTest, EachVisitsEveryQueuedMessageOldestFirst) {
+  TempDir dir;
+  auto spool = open_spool(dir.path());
+  ASSERT_TRUE(spool);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(new_queue_id());
+  std::sort(ids.begin(), ids.end());
+  for (int i : {3, 0, 4, 1, 2}) {
+    ASSERT_TRUE(commit_one(*spool, make_envelope(ids[i], 0, 0, i % 2 ? QueueName::retry1 : QueueName::incoming, i),
+                           std::nullopt));
+  }
+  ASSERT_TRUE(spool->remove_sync(ids[1], "delivered"));
+  std::vector<std::string> visited;
+  std::vector<QueueName> queues;
+  spool->each([&](const Envelope& env) {
+    visited.push_back(env.id);
+    queues.push_back(env.queue);
+  });
+  EXPECT_EQ(visited, (std::vector<std::string>{ids[0], ids[2], ids[3], ids[4]}));
+  EXPECT_EQ(queues, (std::vector<QueueName>{QueueName::incoming, QueueName::incoming, QueueName::retry1,
+                                            QueueName::incoming}));
+  std::vector<std::string> listed;
+  for (const Envelope& env : spool->list()) listed.push_back(env.id);
+  EXPECT_EQ(listed, visited);
+}
+
 TEST(SpoolTest, ChunkedBodyOfSeveralMegabytes) {
   TempDir dir;
   constexpr size_t kChunk = 64 << 10;
@@ -752,6 +780,43 @@ TEST(SpoolTest, DueFindsEntriesPutBehindWhereTheLastScanStarted) {
   std::vector<Envelope> left = spool->due(QueueName::incoming, std::numeric_limits<int64_t>::max(), 10);
   EXPECT_EQ(left.size(), 5u);
   EXPECT_FALSE(contains_id(left, ids[1]));
+}
+
+// A release or a flush moves a whole backlog to one due time: due() starts
+// at the first live entry it saw within that time too (not at the time's
+// first entry, which would walk the tombstones of everything claimed since),
+// and still finds an entry put at that time before its start.
+TEST(SpoolTest, DueStartsWithinOneDueTimeAndFindsEntriesPutBeforeTheStart) {
+  TempDir dir;
+  auto spool = open_spool(dir.path());
+  ASSERT_TRUE(spool);
+  constexpr int64_t kReleasedAt = 1000;
+  std::vector<std::string> ids;
+  for (int i = 0; i < 6; ++i) ids.push_back(new_queue_id());
+  std::sort(ids.begin(), ids.end());
+  for (int i = 1; i < 6; ++i) {
+    ASSERT_TRUE(commit_one(*spool, make_envelope(ids[i], 0, 0, QueueName::retry1, kReleasedAt), std::nullopt));
+  }
+  auto due_ids = [&](size_t limit) {
+    std::vector<std::string> out;
+    for (const Envelope& env : spool->due(QueueName::retry1, 5000, limit)) out.push_back(env.id);
+    return out;
+  };
+  auto claim = [&](const std::string& id) { return wait([&](Spool::Done d) { spool->claim(id, std::move(d)); }); };
+
+  ASSERT_EQ(due_ids(2), (std::vector<std::string>{ids[1], ids[2]}));
+  ASSERT_TRUE(claim(ids[1]));
+  ASSERT_TRUE(claim(ids[2]));
+  EXPECT_EQ(due_ids(2), (std::vector<std::string>{ids[3], ids[4]}));
+  // Same due time, an id before where the scan now starts.
+  ASSERT_TRUE(commit_one(*spool, make_envelope(ids[0], 0, 0, QueueName::retry1, kReleasedAt), std::nullopt));
+  EXPECT_EQ(due_ids(10), (std::vector<std::string>{ids[0], ids[3], ids[4], ids[5]}));
+  ASSERT_TRUE(claim(ids[0]));
+  ASSERT_TRUE(claim(ids[3]));
+  EXPECT_EQ(due_ids(10), (std::vector<std::string>{ids[4], ids[5]}));
+  // A message moved back to that due time (a requeue) is found again.
+  ASSERT_TRUE(spool->move_sync(ids[2], QueueName::retry1, kReleasedAt));
+  EXPECT_EQ(due_ids(10), (std::vector<std::string>{ids[2], ids[4], ids[5]}));
 }
 
 TEST(SpoolTest, RefusesWritesThatWouldCorruptMessages) {
