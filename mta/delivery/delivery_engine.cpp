@@ -1014,9 +1014,12 @@ struct DeliveryEngine::Impl {
       return out;
     });
     const Listing found = co_await listing;
+    // The answer comes once the messages are found, the moves go on after
+    // it (see hold_domain).
+    done(found.due_already + std::count_if(found.to_move.begin(), found.to_move.end(),
+                                           [&](const DueNow& m) { return !in_flight.contains(m.id); }));
     const size_t moved = found.due_already + co_await make_due(found.to_move);
     log::event("flush", {{"target", target.empty() ? std::string("all") : target}, {"messages", moved}});
-    done(moved);
     --home().live_tasks;
     home().end_if_done();
   }
@@ -1047,7 +1050,11 @@ struct DeliveryEngine::Impl {
   }
 
   // Holds (`hold` true) or releases a destination. Releasing moves the
-  // messages held for it to retry1, due now. `done(n)`: messages released.
+  // messages held for it to retry1, due now. `done(n)`: messages released,
+  // called once they are found: their moves go on after it (the log line
+  // `domain_released` comes when all have moved), since moving a backlog of
+  // a million takes minutes, longer than an operator's command should wait
+  // (ternctl gave up after 60 s while the engine went on).
   io::Task<void> hold_domain(std::string domain, bool hold, std::function<void(Result<size_t>)> done) {
     ++home().live_tasks;
     domain = ascii_lower(domain);
@@ -1077,14 +1084,14 @@ struct DeliveryEngine::Impl {
         return out;
       });
       const std::vector<DueNow> ids = co_await listing;
+      done(ids.size());  // held mail is never in the active set: each of them moves
       released = co_await make_due(ids);
-    }
-    log::event(hold ? "domain_held" : "domain_released", {{"domain", domain}, {"released", released}});
-    if (saved) {
-      done(released);
+    } else if (saved) {
+      done(size_t{0});
     } else {
       done(Error{saved.error()});
     }
+    log::event(hold ? "domain_held" : "domain_released", {{"domain", domain}, {"released", released}});
     --home().live_tasks;
     home().end_if_done();
   }
