@@ -127,6 +127,10 @@ class Spool {
   std::vector<Envelope> list() const;  // all queued messages, oldest first
   std::optional<Envelope> get(const std::string& id) const;
   Result<std::string> read_body(const std::string& id) const;
+  // The same for a caller that holds the message's envelope (as due()
+  // returned it): its body_chunks and body_size, so the envelope is not read
+  // again. A message removed meanwhile reads as a missing chunk.
+  Result<std::string> read_body(const std::string& id, uint32_t body_chunks, uint64_t body_size) const;
   // Messages of queue `q` due at or before `now_us`, earliest first, from the
   // schedule index (cost independent of the queue's length).
   std::vector<Envelope> due(QueueName q, int64_t now_us, size_t limit) const;

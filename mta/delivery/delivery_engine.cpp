@@ -456,7 +456,9 @@ struct DeliveryEngine::Impl {
       Message& m = *job.message;
       if (auto kept = m.content()) co_return kept;
       const std::string id = m.envelope.id;
-      auto read = offload.call(*loop, [this, id] { return engine.spool.read_body(id); });
+      const uint32_t chunks = m.envelope.body_chunks;
+      const uint64_t size = m.envelope.body_size;
+      auto read = offload.call(*loop, [this, id, chunks, size] { return engine.spool.read_body(id, chunks, size); });
       Result<std::string> content = co_await read;
       if (!content) {
         finish_job(job, temporary_for(job, "4.3.0", "cannot read the message from the spool: " + content.error()),
