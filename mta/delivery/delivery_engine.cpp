@@ -780,6 +780,8 @@ struct DeliveryEngine::Impl {
   std::set<std::string> held_domains;         // ternctl hold-domain; kept in the spool directory
   bool wake_requested = false;
   io::Loop::IoAwaiter* scanner_nap = nullptr;
+  // Messages the last scan took whose claim is not written yet (take()).
+  size_t claims_pending = 0;
 
   Shard& home() { return *shards.front(); }
 
@@ -1107,6 +1109,15 @@ struct DeliveryEngine::Impl {
     co_await check_router();
     while (!home().stopping) {
       co_await scan_once();
+      // Until its claims are written, what this scan took is still in its
+      // old queue: a scan before then would read it again, only to find it
+      // in the active set. (New mail meanwhile wakes the nap, not the scan.)
+      while (claims_pending > 0 && !home().stopping) {
+        auto nap = home().loop->sleep(settings.scan_interval_ms);
+        scanner_nap = &nap;
+        co_await nap;
+        scanner_nap = nullptr;
+      }
       if (home().stopping) break;
       if (!wake_requested) {
         auto nap = home().loop->sleep(settings.scan_interval_ms);
@@ -1179,6 +1190,7 @@ struct DeliveryEngine::Impl {
             continue;
           }
           enter_active(envelope.id, std::move(hops));
+          ++claims_pending;
           io::spawn(take(std::move(envelope), std::move(routes)));
         }
         if (put_back.empty()) break;
@@ -1203,6 +1215,11 @@ struct DeliveryEngine::Impl {
     ++home().live_tasks;
     const std::string id = envelope.id;
     Status claimed = co_await SpoolAwait{*home().loop, [&](queue::Spool::Done done) { spool.claim(id, std::move(done)); }};
+    // The scanner waits for the last claim of its scan.
+    if (--claims_pending == 0 && scanner_nap) {
+      home().loop->cancel(scanner_nap);
+      scanner_nap = nullptr;
+    }
     if (!claimed) {
       log::event("take_failed", {{"qid", id}, {"reason", claimed.error()}});
       leave_active(id);
