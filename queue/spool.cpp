@@ -1389,6 +1389,24 @@ Result<std::string> Spool::read_body(const std::string& id, uint32_t body_chunks
   return read_chunks(*impl_->db, impl_->families, ro, id, body_chunks, body_size);
 }
 
+std::vector<std::optional<std::string>> Spool::read_small_bodies(const std::vector<Envelope>& envelopes,
+                                                                 uint64_t max_bytes) const {
+  skip_perf_counters();
+  std::vector<std::optional<std::string>> bodies(envelopes.size());
+  std::shared_lock lock(impl_->db_mutex);
+  if (!impl_->db) return bodies;
+  rdb::PinnableSlice chunk;
+  for (size_t i = 0; i < envelopes.size(); ++i) {
+    if (envelopes[i].body_chunks != 1 || envelopes[i].body_size > max_bytes) continue;
+    chunk.Reset();
+    // One chunk each: no snapshot needed (see read_body).
+    if (impl_->db->Get(rdb::ReadOptions(), impl_->families[kBodies], chunk_key(envelopes[i].id, 0), &chunk).ok()) {
+      bodies[i].emplace(chunk.data(), chunk.size());
+    }
+  }
+  return bodies;
+}
+
 std::vector<Envelope> Spool::due(QueueName q, int64_t now_us, size_t limit) const {
   skip_perf_counters();
   std::vector<Envelope> out;

@@ -343,6 +343,34 @@ TEST(SpoolTest, ReadBodyWithKnownChunks) {
   EXPECT_NE(read.error().find("missing"), std::string::npos) << read.error();
 }
 
+// Only one-chunk bodies within the bound are read; a removed one reads as nullopt.
+TEST(SpoolTest, ReadSmallBodies) {
+  TempDir dir;
+  auto spool = open_spool(dir.path());
+  ASSERT_TRUE(spool);
+  std::string small = new_queue_id();
+  ASSERT_TRUE(commit_one(*spool, make_envelope(small, 1, 4), "body"));
+  std::string large = new_queue_id();
+  ASSERT_TRUE(commit_one(*spool, make_envelope(large, 1, 9), "long body"));
+  std::string several = new_queue_id();
+  ASSERT_TRUE(wait([&](Spool::Done d) { spool->append_chunk(several, 0, "ab", std::move(d)); }));
+  ASSERT_TRUE(commit_one(*spool, make_envelope(several, 2, 4), "cd"));
+  std::string removed = new_queue_id();
+  ASSERT_TRUE(commit_one(*spool, make_envelope(removed, 1, 4), "gone"));
+  ASSERT_TRUE(spool->remove_sync(removed, "deleted"));
+
+  std::vector<Envelope> envelopes{make_envelope(small, 1, 4), make_envelope(large, 1, 9),
+                                  make_envelope(several, 2, 4), make_envelope(removed, 1, 4)};
+  auto bodies = spool->read_small_bodies(envelopes, 8);
+  ASSERT_EQ(bodies.size(), 4u);
+  ASSERT_TRUE(bodies[0]);
+  EXPECT_EQ(*bodies[0], "body");
+  EXPECT_FALSE(bodies[1]);
+  EXPECT_FALSE(bodies[2]);
+  EXPECT_FALSE(bodies[3]);
+  EXPECT_EQ(*spool->read_small_bodies(envelopes, 9)[1], "long body");
+}
+
 TEST(SpoolTest, DiscardRemovesChunks) {
   TempDir dir;
   std::string discarded = new_queue_id();
