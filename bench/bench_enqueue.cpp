@@ -1,11 +1,17 @@
 // The enqueue path: committing a 1 KiB message (envelope + body in one synced
 // batch) and waiting for `done`, alone and with concurrent committers sharing
-// one spool, the way sessions share it in the daemon.
+// one spool, the way sessions share it in the daemon. And a relayed message's
+// whole life in the spool (commit, claim, removal), for the spool writer's
+// ceiling: its CPU per message, with as many callers as it can group.
 #include <benchmark/benchmark.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <functional>
 #include <future>
+#include <sstream>
 #include <memory>
 #include <string>
 #include <system_error>
@@ -98,5 +104,68 @@ void BM_EnqueueCommit(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_EnqueueCommit)->Threads(1)->Threads(8)->Threads(32)->UseRealTime();
+
+// CPU seconds (user + system) of this process's spool writer thread.
+double spool_writer_cpu_seconds() {
+  double total = 0;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    if (!std::getline(comm, name) || name != "tern-spool") continue;
+    std::ifstream stat_file(task.path() / "stat");
+    std::string stat((std::istreambuf_iterator<char>(stat_file)), std::istreambuf_iterator<char>());
+    // Fields after the command name, which ends at the last ')': state is
+    // field 3, utime and stime fields 14 and 15.
+    std::istringstream fields(stat.substr(stat.rfind(')') + 2));
+    std::string field;
+    long ticks = 0;
+    for (int n = 3; n <= 15 && fields >> field; ++n) {
+      if (n >= 14) ticks += std::stol(field);
+    }
+    total += static_cast<double>(ticks) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  }
+  return total;
+}
+
+Status wait_for(const std::function<void(Spool::Done)>& submit) {
+  auto promise = std::make_shared<std::promise<Status>>();
+  std::future<Status> result = promise->get_future();
+  submit([promise](Status s) { promise->set_value(std::move(s)); });
+  return result.get();
+}
+
+// What a relayed message costs the spool: its commit (synced), its claim for
+// delivery (unsynced) and its removal once delivered (synced), each waited
+// for as the daemon's session and delivery engine wait.
+void BM_MessageLifecycle(benchmark::State& state) {
+  Spool* spool = shared_spool();
+  if (spool == nullptr) {
+    state.SkipWithError("cannot open the benchmark spool");
+    return;
+  }
+  const std::string body(1024, 'x');
+  double writer_before = 0;
+  if (state.thread_index() == 0) writer_before = spool_writer_cpu_seconds();
+
+  for (auto _ : state) {
+    Envelope env = message_envelope(body);
+    const std::string id = env.id;
+    Status s = wait_for([&](Spool::Done done) { spool->commit(std::move(env), body, std::move(done)); });
+    if (s) s = wait_for([&](Spool::Done done) { spool->claim(id, std::move(done)); });
+    if (s) s = wait_for([&](Spool::Done done) { spool->remove(id, "delivered", std::move(done)); });
+    if (!s) {
+      state.SkipWithError(s.error().c_str());
+      break;
+    }
+  }
+  state.SetItemsProcessed(state.iterations());
+
+  if (state.thread_index() == 0) {
+    // Every thread's messages: the library runs the same count on each.
+    const double messages = static_cast<double>(state.iterations()) * state.threads();
+    state.counters["writer_us_per_msg"] = (spool_writer_cpu_seconds() - writer_before) * 1e6 / messages;
+  }
+}
+BENCHMARK(BM_MessageLifecycle)->Threads(8)->Threads(64)->Threads(256)->UseRealTime();
 
 }  // namespace

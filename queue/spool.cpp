@@ -1367,6 +1367,28 @@ std::optional<Envelope> Spool::get(const std::string& id) const {
   return std::move(*env);
 }
 
+namespace {
+
+// The `chunks` chunks of message `id`, read with `ro` (one snapshot for all).
+Result<std::string> read_chunks(rdb::DB& db, const Families& fam, const rdb::ReadOptions& ro,
+                                const std::string& id, uint32_t chunks, uint64_t size) {
+  std::string body;
+  body.reserve(size);
+  rdb::PinnableSlice chunk;
+  for (uint32_t i = 0; i < chunks; ++i) {
+    chunk.Reset();
+    rdb::Status s = db.Get(ro, fam[kBodies], chunk_key(id, i), &chunk);
+    if (s.IsNotFound()) {
+      return Error{"read_body: chunk " + std::to_string(i) + " of message " + id + " is missing"};
+    }
+    if (!s.ok()) return rocksdb_error("read_body: reading chunk of " + id, s);
+    body.append(chunk.data(), chunk.size());
+  }
+  return body;
+}
+
+}  // namespace
+
 Result<std::string> Spool::read_body(const std::string& id) const {
   skip_perf_counters();
   std::shared_lock lock(impl_->db_mutex);
@@ -1379,19 +1401,37 @@ Result<std::string> Spool::read_body(const std::string& id) const {
   auto env = read_envelope(impl_->families, ro, id);
   if (!env.ok()) return Error{env.error()};
   if (!*env) return no_such_message("read_body", id);
-  std::string body;
-  body.reserve((*env)->body_size);
+  return read_chunks(*impl_->db, impl_->families, ro, id, (*env)->body_chunks, (*env)->body_size);
+}
+
+Result<std::string> Spool::read_body(const std::string& id, uint32_t body_chunks, uint64_t body_size) const {
+  skip_perf_counters();
+  std::shared_lock lock(impl_->db_mutex);
+  if (!impl_->db) return Error{"read_body: the spool is not open (recovering from a write error)"};
+  // A body is written once and removed as a whole: one chunk needs no
+  // snapshot, several do (a concurrent remove must not leave half a body).
+  std::optional<rdb::ManagedSnapshot> snapshot;
+  rdb::ReadOptions ro;
+  if (body_chunks > 1) ro.snapshot = snapshot.emplace(impl_->db.get()).snapshot();
+  return read_chunks(*impl_->db, impl_->families, ro, id, body_chunks, body_size);
+}
+
+std::vector<std::optional<std::string>> Spool::read_small_bodies(const std::vector<Envelope>& envelopes,
+                                                                 uint64_t max_bytes) const {
+  skip_perf_counters();
+  std::vector<std::optional<std::string>> bodies(envelopes.size());
+  std::shared_lock lock(impl_->db_mutex);
+  if (!impl_->db) return bodies;
   rdb::PinnableSlice chunk;
-  for (uint32_t i = 0; i < (*env)->body_chunks; ++i) {
+  for (size_t i = 0; i < envelopes.size(); ++i) {
+    if (envelopes[i].body_chunks != 1 || envelopes[i].body_size > max_bytes) continue;
     chunk.Reset();
-    rdb::Status s = impl_->db->Get(ro, impl_->families[kBodies], chunk_key(id, i), &chunk);
-    if (s.IsNotFound()) {
-      return Error{"read_body: chunk " + std::to_string(i) + " of message " + id + " is missing"};
+    // One chunk each: no snapshot needed (see read_body).
+    if (impl_->db->Get(rdb::ReadOptions(), impl_->families[kBodies], chunk_key(envelopes[i].id, 0), &chunk).ok()) {
+      bodies[i].emplace(chunk.data(), chunk.size());
     }
-    if (!s.ok()) return rocksdb_error("read_body: reading chunk of " + id, s);
-    body.append(chunk.data(), chunk.size());
   }
-  return body;
+  return bodies;
 }
 
 std::vector<Envelope> Spool::due(QueueName q, int64_t now_us, size_t limit) const {

@@ -131,6 +131,16 @@ class Spool {
   void each(const std::function<void(const Envelope&)>& visit) const;
   std::optional<Envelope> get(const std::string& id) const;
   Result<std::string> read_body(const std::string& id) const;
+  // The same for a caller that holds the message's envelope (as due()
+  // returned it): its body_chunks and body_size, so the envelope is not read
+  // again. A message removed meanwhile reads as a missing chunk.
+  Result<std::string> read_body(const std::string& id, uint32_t body_chunks, uint64_t body_size) const;
+  // The bodies of the messages among `envelopes` (as due() returned them)
+  // whose body is one chunk of at most `max_bytes`, in one call; nullopt for
+  // the others and for a body that could not be read (read_body() tells
+  // why). Same order as `envelopes`.
+  std::vector<std::optional<std::string>> read_small_bodies(const std::vector<Envelope>& envelopes,
+                                                            uint64_t max_bytes) const;
   // Messages of queue `q` due at or before `now_us`, earliest first, from the
   // schedule index (cost independent of the queue's length).
   std::vector<Envelope> due(QueueName q, int64_t now_us, size_t limit) const;

@@ -37,6 +37,20 @@ namespace {
 // destination only multiplies the wait when the destination is down.
 constexpr size_t kMaxAddressesPerDestination = 10;
 
+// Content this small is read with its envelope when the scanner takes a
+// message (one read for the whole scan batch) rather than by a read of its
+// own when delivery starts: at most active_limit such bodies wait in memory
+// (80 MB at the default 20,000), and larger ones, kept in blob files, are
+// still read only when needed.
+constexpr uint64_t kContentReadAtScan = 4 << 10;
+
+// What one scan of a queue found: the due envelopes and, for each, its
+// content when it was read along (kContentReadAtScan).
+struct DueMail {
+  std::vector<queue::Envelope> envelopes;
+  std::vector<std::optional<std::string>> contents;
+};
+
 struct Message {
   queue::Envelope envelope;
   queue::QueueName taken_from = queue::QueueName::incoming;
@@ -456,7 +470,9 @@ struct DeliveryEngine::Impl {
       Message& m = *job.message;
       if (auto kept = m.content()) co_return kept;
       const std::string id = m.envelope.id;
-      auto read = offload.call(*loop, [this, id] { return engine.spool.read_body(id); });
+      const uint32_t chunks = m.envelope.body_chunks;
+      const uint64_t size = m.envelope.body_size;
+      auto read = offload.call(*loop, [this, id, chunks, size] { return engine.spool.read_body(id, chunks, size); });
       Result<std::string> content = co_await read;
       if (!content) {
         finish_job(job, temporary_for(job, "4.3.0", "cannot read the message from the spool: " + content.error()),
@@ -778,6 +794,8 @@ struct DeliveryEngine::Impl {
   std::set<std::string> held_domains;         // ternctl hold-domain; kept in the spool directory
   bool wake_requested = false;
   io::Loop::IoAwaiter* scanner_nap = nullptr;
+  // Messages the last scan took whose claim is not written yet (take()).
+  size_t claims_pending = 0;
 
   Shard& home() { return *shards.front(); }
 
@@ -1112,6 +1130,15 @@ struct DeliveryEngine::Impl {
     co_await check_router();
     while (!home().stopping) {
       co_await scan_once();
+      // Until its claims are written, what this scan took is still in its
+      // old queue: a scan before then would read it again, only to find it
+      // in the active set. (New mail meanwhile wakes the nap, not the scan.)
+      while (claims_pending > 0 && !home().stopping) {
+        auto nap = home().loop->sleep(settings.scan_interval_ms);
+        scanner_nap = &nap;
+        co_await nap;
+        scanner_nap = nullptr;
+      }
       if (home().stopping) break;
       if (!wake_requested) {
         auto nap = home().loop->sleep(settings.scan_interval_ms);
@@ -1164,10 +1191,16 @@ struct DeliveryEngine::Impl {
           co_return;
         }
         const size_t limit = std::min(settings.scan_batch, settings.active_limit - in_flight.size());
-        auto read_due = home().offload.call(*home().loop, [this, q, now, limit] { return spool.due(q, now, limit); });
-        std::vector<queue::Envelope> due = co_await read_due;
+        auto read_due = home().offload.call(*home().loop, [this, q, now, limit] {
+          DueMail due;
+          due.envelopes = spool.due(q, now, limit);
+          due.contents = spool.read_small_bodies(due.envelopes, kContentReadAtScan);
+          return due;
+        });
+        DueMail due = co_await read_due;
         std::vector<Reschedule> put_back;
-        for (auto& envelope : due) {
+        for (size_t k = 0; k < due.envelopes.size(); ++k) {
+          queue::Envelope& envelope = due.envelopes[k];
           if (home().stopping) co_return;
           if (in_flight.contains(envelope.id)) continue;
           Routes routes = route_recipients(envelope);
@@ -1184,7 +1217,8 @@ struct DeliveryEngine::Impl {
             continue;
           }
           enter_active(envelope.id, std::move(hops));
-          io::spawn(take(std::move(envelope), std::move(routes)));
+          ++claims_pending;
+          io::spawn(take(std::move(envelope), std::move(routes), std::move(due.contents[k])));
         }
         if (put_back.empty()) break;
         put_back_messages.store(shares.put_back_total(), std::memory_order_relaxed);
@@ -1192,7 +1226,7 @@ struct DeliveryEngine::Impl {
         co_await reschedule(put_back);
         if (home().stopping) co_return;
         put_back_this_turn += put_back.size();
-        if (due.size() < limit) break;
+        if (due.envelopes.size() < limit) break;
         if (put_back_this_turn >= settings.active_limit) {
           wake_requested = true;
           break;
@@ -1204,15 +1238,22 @@ struct DeliveryEngine::Impl {
     if (in_flight.size() >= settings.active_limit) active_full = true;
   }
 
-  io::Task<void> take(queue::Envelope envelope, Routes routes) {
+  // `content`: read at the scan, or nullopt (read at its first use).
+  io::Task<void> take(queue::Envelope envelope, Routes routes, std::optional<std::string> content) {
     ++home().live_tasks;
     const std::string id = envelope.id;
     Status claimed = co_await SpoolAwait{*home().loop, [&](queue::Spool::Done done) { spool.claim(id, std::move(done)); }};
+    // The scanner waits for the last claim of its scan.
+    if (--claims_pending == 0 && scanner_nap) {
+      home().loop->cancel(scanner_nap);
+      scanner_nap = nullptr;
+    }
     if (!claimed) {
       log::event("take_failed", {{"qid", id}, {"reason", claimed.error()}});
       leave_active(id);
     } else if (!home().stopping) {
       auto message = message_of(std::move(envelope));
+      if (content) message->keep_content(std::move(*content));
       message->envelope.queue = queue::QueueName::active;
       if (message->taken_from != queue::QueueName::incoming)
         log::event("retry_ready", {{"qid", id}, {"queue", to_string(message->taken_from)}});

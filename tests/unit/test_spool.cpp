@@ -345,6 +345,60 @@ TEST(SpoolTest, CommitWithoutLastChunkUsesAppendedChunks) {
   EXPECT_EQ(read.value(), "part0part1part2");
 }
 
+// With the envelope in hand the caller passes its chunk count and size.
+TEST(SpoolTest, ReadBodyWithKnownChunks) {
+  TempDir dir;
+  auto spool = open_spool(dir.path());
+  ASSERT_TRUE(spool);
+  std::string several = new_queue_id();
+  for (uint32_t i = 0; i < 2; ++i) {
+    ASSERT_TRUE(wait([&](Spool::Done d) { spool->append_chunk(several, i, "part" + std::to_string(i), std::move(d)); }));
+  }
+  ASSERT_TRUE(commit_one(*spool, make_envelope(several, 3, 15), "part2"));
+  std::string one = new_queue_id();
+  ASSERT_TRUE(commit_one(*spool, make_envelope(one, 1, 4), "body"));
+
+  auto read = spool->read_body(several, 3, 15);
+  ASSERT_TRUE(read.ok()) << read.error();
+  EXPECT_EQ(read.value(), "part0part1part2");
+  read = spool->read_body(one, 1, 4);
+  ASSERT_TRUE(read.ok()) << read.error();
+  EXPECT_EQ(read.value(), "body");
+
+  ASSERT_TRUE(spool->remove_sync(one, "deleted"));
+  read = spool->read_body(one, 1, 4);
+  ASSERT_FALSE(read.ok());
+  EXPECT_NE(read.error().find("missing"), std::string::npos) << read.error();
+}
+
+// Only one-chunk bodies within the bound are read; a removed one reads as nullopt.
+TEST(SpoolTest, ReadSmallBodies) {
+  TempDir dir;
+  auto spool = open_spool(dir.path());
+  ASSERT_TRUE(spool);
+  std::string small = new_queue_id();
+  ASSERT_TRUE(commit_one(*spool, make_envelope(small, 1, 4), "body"));
+  std::string large = new_queue_id();
+  ASSERT_TRUE(commit_one(*spool, make_envelope(large, 1, 9), "long body"));
+  std::string several = new_queue_id();
+  ASSERT_TRUE(wait([&](Spool::Done d) { spool->append_chunk(several, 0, "ab", std::move(d)); }));
+  ASSERT_TRUE(commit_one(*spool, make_envelope(several, 2, 4), "cd"));
+  std::string removed = new_queue_id();
+  ASSERT_TRUE(commit_one(*spool, make_envelope(removed, 1, 4), "gone"));
+  ASSERT_TRUE(spool->remove_sync(removed, "deleted"));
+
+  std::vector<Envelope> envelopes{make_envelope(small, 1, 4), make_envelope(large, 1, 9),
+                                  make_envelope(several, 2, 4), make_envelope(removed, 1, 4)};
+  auto bodies = spool->read_small_bodies(envelopes, 8);
+  ASSERT_EQ(bodies.size(), 4u);
+  ASSERT_TRUE(bodies[0]);
+  EXPECT_EQ(*bodies[0], "body");
+  EXPECT_FALSE(bodies[1]);
+  EXPECT_FALSE(bodies[2]);
+  EXPECT_FALSE(bodies[3]);
+  EXPECT_EQ(*spool->read_small_bodies(envelopes, 9)[1], "long body");
+}
+
 TEST(SpoolTest, DiscardRemovesChunks) {
   TempDir dir;
   std::string discarded = new_queue_id();
