@@ -44,13 +44,6 @@ constexpr size_t kMaxAddressesPerDestination = 10;
 // still read only when needed.
 constexpr uint64_t kContentReadAtScan = 4 << 10;
 
-// What one scan of a queue found: the due envelopes and, for each, its
-// content when it was read along (kContentReadAtScan).
-struct DueMail {
-  std::vector<queue::Envelope> envelopes;
-  std::vector<std::optional<std::string>> contents;
-};
-
 struct Message {
   queue::Envelope envelope;
   queue::QueueName taken_from = queue::QueueName::incoming;
@@ -1181,9 +1174,9 @@ struct DeliveryEngine::Impl {
       }
       // Mail put back (its destination holds its share) is due later than
       // `now`, so each read goes past what the last one put back; the turn
-      // ends when the queue has nothing more due, or after putting back an
-      // active set's worth (then the next scan comes at once, starting with
-      // the next queue).
+      // ends when the queue has nothing more due, or after putting back a
+      // scan batch (then the next scan comes at once, starting with the next
+      // queue).
       size_t put_back_this_turn = 0;
       for (;;) {
         if (in_flight.size() >= settings.active_limit) {
@@ -1191,17 +1184,13 @@ struct DeliveryEngine::Impl {
           co_return;
         }
         const size_t limit = std::min(settings.scan_batch, settings.active_limit - in_flight.size());
-        auto read_due = home().offload.call(*home().loop, [this, q, now, limit] {
-          DueMail due;
-          due.envelopes = spool.due(q, now, limit);
-          due.contents = spool.read_small_bodies(due.envelopes, kContentReadAtScan);
-          return due;
-        });
-        DueMail due = co_await read_due;
+        auto read_due = home().offload.call(*home().loop, [this, q, now, limit] { return spool.due(q, now, limit); });
+        std::vector<queue::Envelope> due = co_await read_due;
         std::vector<Reschedule> put_back;
-        for (size_t k = 0; k < due.envelopes.size(); ++k) {
-          queue::Envelope& envelope = due.envelopes[k];
-          if (home().stopping) co_return;
+        std::vector<queue::Envelope> admitted;
+        std::vector<Routes> admitted_routes;
+        for (queue::Envelope& envelope : due) {
+          if (home().stopping) break;  // what is admitted already is taken below (take() sees the stop)
           if (in_flight.contains(envelope.id)) continue;
           Routes routes = route_recipients(envelope);
           std::vector<std::string> hops;  // none without a share to count them against
@@ -1218,16 +1207,31 @@ struct DeliveryEngine::Impl {
           }
           enter_active(envelope.id, std::move(hops));
           ++claims_pending;
-          io::spawn(take(std::move(envelope), std::move(routes), std::move(due.contents[k])));
+          admitted.push_back(std::move(envelope));
+          admitted_routes.push_back(std::move(routes));
         }
+        if (!admitted.empty()) {
+          // Small contents come with the admitted mail, in one call for the
+          // batch (not for the mail put back: with one destination's large
+          // backlog that is most of what a scan reads).
+          auto read_contents = home().offload.call(*home().loop, [this, &admitted] {
+            return spool.read_small_bodies(admitted, kContentReadAtScan);
+          });
+          std::vector<std::optional<std::string>> contents = co_await read_contents;
+          for (size_t k = 0; k < admitted.size(); ++k)
+            io::spawn(take(std::move(admitted[k]), std::move(admitted_routes[k]), std::move(contents[k])));
+        }
+        if (home().stopping) co_return;
         if (put_back.empty()) break;
         put_back_messages.store(shares.put_back_total(), std::memory_order_relaxed);
         destinations_at_share.store(shares.destinations_at_share(), std::memory_order_relaxed);
         co_await reschedule(put_back);
         if (home().stopping) co_return;
         put_back_this_turn += put_back.size();
-        if (due.envelopes.size() < limit) break;
-        if (put_back_this_turn >= settings.active_limit) {
+        if (due.size() < limit) break;
+        // One scan batch put back ends the turn: the next queue's mail
+        // (fresh mail in incoming) waits for no more than that.
+        if (put_back_this_turn >= settings.scan_batch) {
           wake_requested = true;
           break;
         }
