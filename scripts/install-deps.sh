@@ -6,7 +6,7 @@
 # sudo for a user allowed to use it.
 set -eu
 PACKAGES="build-essential cmake pkg-config g++ clang libclang-rt-14-dev
- liburing-dev librocksdb-dev libc-ares-dev libssl-dev libtomlplusplus-dev
+ liburing-dev librocksdb-dev libjemalloc-dev libc-ares-dev libssl-dev libtomlplusplus-dev
  libgtest-dev libgmock-dev libbenchmark-dev libcrypt-dev
  openssl swaks libnet-ssleay-perl curl dnsmasq-base python3 python3-pytest python3-aiosmtpd python3-flufl.bounce
  fetchmail procps iproute2 e2fsprogs util-linux"

@@ -81,6 +81,7 @@ std::string ClientTransaction::mail_command() const {
   std::string cmd = "MAIL FROM:<" + env.sender + ">";
   if (server_.has("SIZE")) cmd += " SIZE=" + std::to_string(message_.content->size());
   if (env.body_type == "8BITMIME" && server_.eight_bit_mime) cmd += " BODY=8BITMIME";
+  if (env.body_type == "BINARYMIME" && server_.chunking && server_.has("BINARYMIME")) cmd += " BODY=BINARYMIME";
   if (env.smtputf8) cmd += " SMTPUTF8";
   if (server_.has("DSN")) {
     if (!env.ret.empty()) cmd += " RET=" + env.ret;
@@ -102,6 +103,10 @@ std::string ClientTransaction::rcpt_command(size_t k) const {
   }
   cmd += "\r\n";
   return cmd;
+}
+
+std::string ClientTransaction::bdat_command() const {
+  return "BDAT " + std::to_string(message_.content->size()) + " LAST\r\n";
 }
 
 void ClientTransaction::on_mail_reply(const smtp::ParsedReply& reply) {

@@ -41,13 +41,18 @@ class ClientTransaction {
   // "MAIL FROM:<sender>" with SIZE= when the server offers SIZE,
   // BODY=8BITMIME for an 8BITMIME message when it offers 8BITMIME (without
   // it the content goes as it is, as Postfix does: RFC 6152 leaves the
-  // sender the choice, and refusing would be worse), SMTPUTF8, and RET=,
+  // sender the choice, and refusing would be worse), BODY=BINARYMIME for a
+  // BINARYMIME message when it offers BINARYMIME and CHUNKING (RFC 3030
+  // section 3: only BDAT carries it), SMTPUTF8, and RET=,
   // ENVID= when it offers DSN. CRLF-terminated.
   std::string mail_command() const;
   size_t recipient_count() const { return message_.recipients.size(); }
   // "RCPT TO:<address>" of the message's k-th recipient, with NOTIFY= and
   // ORCPT= when the server offers DSN. CRLF-terminated.
   std::string rcpt_command(size_t k) const;
+  // "BDAT <content size> LAST", CRLF-terminated: the whole content as one
+  // chunk (RFC 3030), for a server that offers CHUNKING.
+  std::string bdat_command() const;
 
   // The replies, in the order of the commands. After a refused MAIL every
   // recipient has MAIL's outcome, and later replies (pipelined RCPTs, DATA:

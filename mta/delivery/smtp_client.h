@@ -107,7 +107,10 @@ class SmtpClient {
   SmtpClient& operator=(const SmtpClient&) = delete;
 
   // One transaction: MAIL, RCPTs, DATA, content. Pipelined when the server
-  // offers PIPELINING. One outcome per recipient of `message`. A message
+  // offers PIPELINING. When it offers CHUNKING the content goes as one
+  // "BDAT n LAST" (RFC 3030) instead of DATA, not dot-stuffed; with
+  // PIPELINING too, content up to 256 KiB goes in the same write as MAIL
+  // and RCPT: one round trip per message. One outcome per recipient of `message`. A message
   // over the server's SIZE fails 5.3.4 without being sent; an SMTPUTF8
   // message to a server without SMTPUTF8 fails 5.6.7; DSN parameters
   // (NOTIFY, ORCPT, RET, ENVID) are passed on when the server offers DSN.

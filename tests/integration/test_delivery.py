@@ -595,3 +595,44 @@ def test_starttls_verify_checks_chain_and_name(ternd_factory, dns_factory, sink_
     send(t, ["bob@wrongname.test"])
     ev = t.wait_event("deferred", rcpt="bob@wrongname.test")
     assert ev["dsn"] == "4.7.5", ev
+
+
+@pytest.mark.parametrize("hide", [[], ["--hide", "CHUNKING"], ["--hide", "PIPELINING"]],
+                         ids=["bdat-pipelined", "data", "bdat-unpipelined"])
+@pytest.mark.parametrize("body_size", [1000, 300_000], ids=["small", "large"])
+def test_content_arrives_exactly_with_bdat_or_data(ternd_factory, dns_factory, sink_factory, workdir, hide, body_size):
+    # Lines starting with dots (stuffed for DATA, never for BDAT), 8-bit
+    # text, and content beyond one 256 KiB piece (BDAT after the RCPT replies).
+    line = ".dot first é\r\n..two dots\r\n.\r\nplain\r\n"
+    body = ("Subject: exact\r\n\r\n" + line * (body_size // len(line) + 1)).encode()
+    port = free_port()
+    dns = dns_factory("--host-record=dest.test,127.0.0.2")
+    maildir = os.path.join(workdir, "maildir")
+    s = sink_on(sink_factory, "127.0.0.2", port, "--maildir", maildir, *hide)
+    t = delivering_ternd(ternd_factory, dns, port)
+    with smtplib.SMTP("127.0.0.1", t.port, timeout=10) as c:
+        c.sendmail("alice@example.test", ["bob@dest.test"], body, mail_options=["BODY=8BITMIME"])
+    wait_messages(s, 1)
+    t.wait_event("delivered", rcpt="bob@dest.test")
+    [name] = os.listdir(os.path.join(maildir, "new"))
+    with open(os.path.join(maildir, "new", name), "rb") as f:
+        stored = f.read()
+    assert b"X-Tern-Sink-Mail-Params: SIZE=" in stored and b" BODY=8BITMIME" in stored
+    # The sink's envelope lines, ternd's Received:, then the content as sent
+    # (the Maildir has LF line ends).
+    assert stored.endswith(b"\n" + body.replace(b"\r\n", b"\n")), stored[-200:]
+
+
+@pytest.mark.parametrize("hide,awaited", [([], "BDAT"), (["--hide", "CHUNKING"], "DATA"),
+                                          (["--hide", "PIPELINING"], "BDAT")])
+def test_content_goes_with_bdat_when_the_server_offers_chunking(ternd_factory, dns_factory, sink_factory, hide,
+                                                                awaited):
+    # The sink hangs up where the content's reply is due: ternd's reason
+    # names the command it was waiting on.
+    port = free_port()
+    dns = dns_factory("--host-record=dest.test,127.0.0.2")
+    sink_on(sink_factory, "127.0.0.2", port, "--drop", "data", *hide)
+    t = delivering_ternd(ternd_factory, dns, port)
+    send(t, ["bob@dest.test"])
+    ev = t.wait_event("deferred", rcpt="bob@dest.test")
+    assert ev["reply"] == f"connection closed by the server while waiting for the reply to {awaited}", ev

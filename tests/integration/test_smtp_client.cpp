@@ -339,6 +339,11 @@ class ScriptedServer {
         while (read_line(fd, &input, &line) && line != ".") content += line + "\r\n";
         commands_.push_back({content, false});
         reply = respond_(".");
+      } else if (line.starts_with("BDAT ") && line.ends_with(" LAST")) {
+        // The chunk's octets follow the command at once: the content as one entry.
+        const size_t size = std::stoul(line.substr(5));
+        if (!read_exactly(fd, &input, size, &line)) break;
+        commands_.push_back({line, !input.empty() || poll(&more, 1, 50) > 0});
       }
       send_line(fd, reply);
       if (reply.starts_with("221") || reply.starts_with("421")) break;
@@ -364,6 +369,18 @@ class ScriptedServer {
     return true;
   }
 
+  static bool read_exactly(int fd, std::string* input, size_t size, std::string* octets) {
+    while (input->size() < size) {
+      char buf[4096];
+      const ssize_t n = recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) return false;
+      input->append(buf, static_cast<size_t>(n));
+    }
+    *octets = input->substr(0, size);
+    input->erase(0, size);
+    return true;
+  }
+
   Responder respond_;
   int listen_fd_ = -1;
   uint16_t port_ = 0;
@@ -378,7 +395,7 @@ std::string ordinary_reply(const std::string& command, bool pipelining) {
   if (command.starts_with("MAIL")) return "250 2.1.0 Ok";
   if (command.starts_with("RCPT")) return "250 2.1.5 Ok";
   if (command == "DATA") return "354 End data with <CR><LF>.<CR><LF>";
-  if (command == ".") return "250 2.0.0 Ok: queued";
+  if (command == "." || command.starts_with("BDAT")) return "250 2.0.0 Ok: queued";
   if (command == "RSET") return "250 2.0.0 Ok";
   if (command == "QUIT") return "221 2.0.0 Bye";
   return "500 5.5.2 Command unrecognized";
@@ -569,11 +586,14 @@ TEST(SmtpClient, EachRecipientGetsItsRcptReply) {
   }
 }
 
-TEST(SmtpClient, NoRecipientAcceptedSendsNoContentAndKeepsTheConnection) {
-  for (bool pipelining : {true, false}) {
-    SCOPED_TRACE(pipelining ? "pipelining" : "one command per round trip");
+TEST(SmtpClient, NoRecipientAcceptedDeliversNothingAndKeepsTheConnection) {
+  // Pipelined with CHUNKING the content went with the envelope and its BDAT
+  // is refused; pipelined DATA gets 554; without pipelining nothing follows
+  // the refused RCPTs.
+  for (const char* hidden : {"", "CHUNKING", "PIPELINING"}) {
+    SCOPED_TRACE(std::string("hidden: ") + hidden);
     std::vector<std::string> options = {"--fault", "rcpt=550"};
-    if (!pipelining) options.insert(options.end(), {"--hide", "PIPELINING"});
+    if (*hidden) options.insert(options.end(), {"--hide", hidden});
     Sink sink(options);
     ASSERT_TRUE(sink.started());
     TestMessage first({"a@sink.test", "b@sink.test"});
@@ -581,7 +601,7 @@ TEST(SmtpClient, NoRecipientAcceptedSendsNoContentAndKeepsTheConnection) {
     Session s = deliver(target_of(sink.endpoint()), test_settings(), {&first, &second});
     ASSERT_FALSE(s.error) << s.error->text;
     ASSERT_EQ(s.outcomes.size(), 2u);
-    // The RCPT's 550, not the pipelined DATA's 554 "no valid recipients".
+    // The RCPT's 550, not the pipelined DATA's or BDAT's 554 "no valid recipients".
     expect_all(s.outcomes[0], Kind::permanent, 550, "5.0.0");
     expect_all(s.outcomes[1], Kind::permanent, 550, "5.0.0");
     EXPECT_TRUE(s.usable_after[1]);
@@ -629,10 +649,11 @@ TEST(SmtpClient, RefusalsOfDataAndOfTheContentApplyToEveryAcceptedRecipient) {
   };
   for (const Case& c : {Case{"data=451", Kind::temporary, 451}, Case{"data=554", Kind::permanent, 554},
                         Case{"dot=452", Kind::temporary, 452}, Case{"dot=552", Kind::permanent, 552}}) {
-    for (bool pipelining : {true, false}) {
-      SCOPED_TRACE(c.fault + (pipelining ? " pipelining" : " one command per round trip"));
+    // BDAT's reply (the `data` event of a LAST chunk) or DATA's 354 and the final dot's.
+    for (const char* hidden : {"", "CHUNKING", "PIPELINING", "PIPELINING,CHUNKING"}) {
+      SCOPED_TRACE(c.fault + " hidden: " + hidden);
       std::vector<std::string> options = {"--fault", c.fault};
-      if (!pipelining) options.insert(options.end(), {"--hide", "PIPELINING"});
+      if (*hidden) options.insert(options.end(), {"--hide", hidden});
       Sink sink(options);
       ASSERT_TRUE(sink.started());
       TestMessage message({"a@sink.test", "b@sink.test"});
@@ -1001,6 +1022,46 @@ TEST(SmtpClient, PipeliningSendsTheEnvelopeAndDataInOneGo) {
             "From: from@client.test\r\nTo: rcpt@sink.test\r\nSubject: dots\r\n\r\n"
             "..leading dot\r\n...two dots\r\n..\r\nmiddle . dot\r\n.. \r\nlast line\r\n");
   EXPECT_EQ(commands[6].line, "QUIT");
+}
+
+// RFC 3030 with RFC 2920: MAIL, the RCPTs, "BDAT n LAST" and the content
+// in one write, and nothing dot-stuffed.
+TEST(SmtpClient, ChunkingSendsTheWholeTransactionInOneGo) {
+  ScriptedServer server([](const std::string& c) {
+    if (c.starts_with("EHLO")) return std::string("250-scripted.test\r\n250-PIPELINING\r\n250 CHUNKING");
+    return ordinary_reply(c, true);
+  });
+  ASSERT_TRUE(server.started());
+  TestMessage message({"a@x.test", "b@x.test"});
+  Session s = deliver(target_of(server.endpoint()), test_settings(), {&message});
+  expect_delivered(s);
+  const auto& commands = server.commands();
+  ASSERT_EQ(commands.size(), 7u);
+  EXPECT_EQ(commands[1].line, "MAIL FROM:<from@client.test>");
+  EXPECT_EQ(commands[4].line, "BDAT " + std::to_string(message.content.size()) + " LAST");
+  for (size_t i = 1; i <= 4; ++i) EXPECT_TRUE(commands[i].more_waiting) << commands[i].line;
+  EXPECT_EQ(commands[5].line, message.content);
+  EXPECT_FALSE(commands[5].more_waiting);
+  EXPECT_EQ(commands[6].line, "QUIT");
+}
+
+TEST(SmtpClient, ChunkingWithoutPipeliningSendsTheContentAfterTheRecipients) {
+  ScriptedServer server([](const std::string& c) {
+    if (c.starts_with("EHLO")) return std::string("250-scripted.test\r\n250 CHUNKING");
+    return ordinary_reply(c, false);
+  });
+  ASSERT_TRUE(server.started());
+  TestMessage message({"a@x.test"});
+  Session s = deliver(target_of(server.endpoint()), test_settings(), {&message});
+  expect_delivered(s);
+  EXPECT_EQ(server.command_lines(),
+            (std::vector<std::string>{"EHLO client.test", "MAIL FROM:<from@client.test>", "RCPT TO:<a@x.test>",
+                                      "BDAT " + std::to_string(message.content.size()) + " LAST", message.content,
+                                      "QUIT"}));
+  // The command and its chunk go together; nothing else waits behind them.
+  const auto& commands = server.commands();
+  EXPECT_TRUE(commands[3].more_waiting);
+  for (size_t i : {1u, 2u, 4u}) EXPECT_FALSE(commands[i].more_waiting) << commands[i].line;
 }
 
 TEST(SmtpClient, WithoutPipeliningEachCommandWaitsForItsReply) {

@@ -113,6 +113,27 @@ TEST(ClientTransaction, SevenBitMessagesDeclareNoBody) {
   EXPECT_EQ(ClientTransaction(f.message, server).mail_command(), "MAIL FROM:<from@example.test>\r\n");
 }
 
+TEST(ClientTransaction, BdatCarriesTheWholeContentAsTheLastChunk) {
+  Fixture f;
+  f.content = "Subject: t\r\n\r\n.leading dot\r\n";  // the size as stored: BDAT does no dot-stuffing
+  const smtp::EhloInfo server = ehlo({"CHUNKING"});
+  EXPECT_EQ(ClientTransaction(f.message, server).bdat_command(),
+            "BDAT " + std::to_string(f.content.size()) + " LAST\r\n");
+  f.content.clear();
+  EXPECT_EQ(ClientTransaction(f.message, server).bdat_command(), "BDAT 0 LAST\r\n");
+}
+
+TEST(ClientTransaction, BinaryMimeIsDeclaredOnlyToAServerWithBinaryMimeAndChunking) {
+  Fixture f;
+  f.envelope.body_type = "BINARYMIME";
+  for (const smtp::EhloInfo& without : {ehlo({"BINARYMIME"}), ehlo({"CHUNKING"}), ehlo({"8BITMIME", "CHUNKING"})})
+    EXPECT_EQ(ClientTransaction(f.message, without).mail_command(), "MAIL FROM:<from@example.test>\r\n");
+  const smtp::EhloInfo server = ehlo({"8BITMIME", "BINARYMIME", "CHUNKING"});
+  EXPECT_EQ(ClientTransaction(f.message, server).mail_command(), "MAIL FROM:<from@example.test> BODY=BINARYMIME\r\n");
+  f.envelope.body_type = "8BITMIME";
+  EXPECT_EQ(ClientTransaction(f.message, server).mail_command(), "MAIL FROM:<from@example.test> BODY=8BITMIME\r\n");
+}
+
 TEST(ClientTransaction, RcptCarriesNotifyAndOrcptOnlyWithDsn) {
   Fixture f;
   f.envelope.recipients[2].notify = queue::notify_success | queue::notify_failure | queue::notify_delay;
