@@ -1422,14 +1422,13 @@ std::vector<std::optional<std::string>> Spool::read_small_bodies(const std::vect
   std::vector<std::optional<std::string>> bodies(envelopes.size());
   std::shared_lock lock(impl_->db_mutex);
   if (!impl_->db) return bodies;
-  rdb::PinnableSlice chunk;
   for (size_t i = 0; i < envelopes.size(); ++i) {
     if (envelopes[i].body_chunks != 1 || envelopes[i].body_size > max_bytes) continue;
-    chunk.Reset();
-    // One chunk each: no snapshot needed (see read_body).
-    if (impl_->db->Get(rdb::ReadOptions(), impl_->families[kBodies], chunk_key(envelopes[i].id, 0), &chunk).ok()) {
-      bodies[i].emplace(chunk.data(), chunk.size());
-    }
+    // One chunk each: no snapshot needed (see read_body). A failed read
+    // leaves it to the read at first use, which reports the error.
+    Result<std::string> body =
+        read_chunks(*impl_->db, impl_->families, rdb::ReadOptions(), envelopes[i].id, 1, envelopes[i].body_size);
+    if (body) bodies[i].emplace(std::move(body.value()));
   }
   return bodies;
 }
